@@ -1,0 +1,1 @@
+"""pytest hooks for pytest-scaling: options, markers, fixtures, summary and report files."""
