@@ -1,1 +1,318 @@
-"""pytest hooks for pytest-scaling: options, markers, fixtures, summary and report files."""
+"""pytest hooks for pytest-scaling: options, the ``scaling`` marker, fixtures and the terminal summary.
+
+It wires the command line and ini file to the library; it holds no science.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_scaling.session import ScalingSession
+from pytest_scaling.tiers import TIERS, Tier, resolve_tier
+
+if TYPE_CHECKING:
+    import torch
+
+    from pytest_scaling.family import ModelFamily
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One command-line option; ``ini`` is the type of its matching ini key (same name as the dest), or None."""
+
+    flag: str
+    help: str
+    ini: str | None = None
+    metavar: str | None = None
+    action: str = "store"
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+OPTIONS: tuple[_Option, ...] = (
+    _Option("--gpu", "run on the CUDA device, with the gpu tier unless --scaling-tier says otherwise; "
+            "a usage error when no CUDA device is available", action="store_true"),
+    _Option("--scaling-tier", "grid size: smoke, cpu (default) or gpu (default with --gpu; needs CUDA)",
+            ini="string", metavar="{smoke,cpu,gpu}"),
+    _Option("--scaling-seeds", "seeds per grid point (default: the tier's: smoke 1, cpu 2, gpu 3)",
+            ini="int", metavar="N"),
+    _Option("--scaling-report", "write a report, .html, .md or .json by extension; repeatable",
+            ini="args", metavar="PATH", action="append"),
+    _Option("--scaling-baseline", "compare metrics with this baseline JSON; regressions fail the run",
+            ini="string", metavar="PATH"),
+    _Option("--scaling-save-baseline", "save this run's metrics as a baseline JSON", metavar="PATH"),
+    _Option("--scaling-cache", "directory of the run cache", ini="string", metavar="DIR"),
+    _Option("--scaling-no-cache", "train every run, reading and writing no cache", action="store_true"),
+    _Option("--scaling-executor", "where runs execute: local (default) or ray",
+            ini="string", metavar="{local,ray}"),
+    _Option("--scaling-family", "run the suite on this ModelFamily (or a no-argument callable returning one), "
+            "imported from the current directory", ini="string", metavar="MODULE:ATTR"),
+)
+_BY_DEST = {option.dest: option for option in OPTIONS}
+
+#: Options that parse but whose machinery is not built yet: (dest, value), value None meaning any value.
+#: Giving one is a usage error; remove its entry when the feature lands.
+NOT_YET_IMPLEMENTED: tuple[tuple[str, str | None], ...] = (
+    ("scaling_report", None),
+    ("scaling_baseline", None),
+    ("scaling_save_baseline", None),
+    ("scaling_cache", None),
+    ("scaling_no_cache", None),
+    ("scaling_executor", "ray"),
+)
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+
+MARKER_KWARGS: tuple[str, ...] = ("property", "tiers")
+MARKER_HELP = (
+    'scaling(property="lr_transfer", tiers=("cpu", "gpu")): a scaling test; property names it in reports, '
+    "tiers (default: all) are the tiers it runs in, and it is skipped in any other"
+)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The run's resolved, validated configuration."""
+
+    tier: Tier
+    device_type: str
+    n_seeds: int
+    family_spec: str | None
+
+
+_SETTINGS = pytest.StashKey[_Settings]()
+_FAMILY = pytest.StashKey["ModelFamily"]()
+_SESSION = pytest.StashKey[ScalingSession]()
+
+
+def _not_yet_note(dest: str) -> str:
+    """Help-text suffix marking an option, or some of its values, as not implemented yet."""
+    values = [value for d, value in NOT_YET_IMPLEMENTED if d == dest]
+    if None in values:
+        return " (not implemented yet)"
+    return "".join(f" ({value}: not implemented yet)" for value in values)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add OPTIONS to the "scaling" group, each with its ini key where it has one."""
+    group = parser.getgroup("scaling", "scaling-property tests (pytest-scaling)")
+    for option in OPTIONS:
+        help_text = option.help + _not_yet_note(option.dest)
+        kwargs: dict[str, Any] = {"dest": option.dest, "action": option.action, "help": help_text}
+        if option.metavar:
+            kwargs["metavar"] = option.metavar
+        group.addoption(option.flag, **kwargs)
+        if option.ini:
+            parser.addini(option.dest, f"default for {option.flag}: {help_text}", type=option.ini, default=None)
+
+
+def _given(config: pytest.Config, dest: str) -> tuple[Any, str] | None:
+    """An option's value from the command line, else its ini key, with a label naming where it came from."""
+    option = _BY_DEST[dest]
+    value = config.getoption(dest)
+    if value is not None and value is not False:
+        return value, option.flag
+    if option.ini:
+        try:
+            value = config.getini(dest)
+        except (TypeError, ValueError) as exc:
+            raise pytest.UsageError(f"ini key {dest}: {exc}") from None
+        if value not in (None, "", []):
+            return value, f"{option.flag} (ini key {dest})"
+    return None
+
+
+def _seed_count(config: pytest.Config, tier: Tier) -> int:
+    """Seeds per grid point: --scaling-seeds or ini scaling_seeds, else the tier's."""
+    given = _given(config, "scaling_seeds")
+    if given is None:
+        return tier.seeds
+    value, label = given
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count <= 0:
+        raise pytest.UsageError(f"{label} must be a positive integer, got {value!r}")
+    return count
+
+
+def _check_executor(config: pytest.Config) -> None:
+    """Reject an executor name outside EXECUTORS."""
+    given = _given(config, "scaling_executor")
+    if given is not None and given[0] not in EXECUTORS:
+        raise pytest.UsageError(f"{given[1]} must be one of {', '.join(EXECUTORS)}, got {given[0]!r}")
+
+
+def _reject_not_yet_implemented(config: pytest.Config) -> None:
+    """Make any NOT_YET_IMPLEMENTED option that was given a usage error, so none is silently ignored."""
+    for dest, value in NOT_YET_IMPLEMENTED:
+        given = _given(config, dest)
+        if given is not None and value in (None, given[0]):
+            flag = _BY_DEST[dest].flag
+            what = given[1] if value is None else given[1].replace(flag, f"{flag} {value}", 1)
+            raise pytest.UsageError(f"{what} is not implemented yet")
+
+
+def _family_spec(config: pytest.Config) -> str | None:
+    """The MODULE:ATTR of --scaling-family or ini scaling_family, checked for form only (loading comes later)."""
+    given = _given(config, "scaling_family")
+    if given is None:
+        return None
+    spec, label = given
+    if spec.count(":") != 1 or not all(spec.split(":")):
+        raise pytest.UsageError(f"{label} expects MODULE:ATTR (e.g. mymodels:family), got {spec!r}")
+    return spec
+
+
+def _device_type(config: pytest.Config, tier: Tier) -> str:
+    """The device type: "cuda" when --gpu or the tier asks for it (a usage error without a CUDA device), else "cpu"."""
+    if not config.getoption("gpu") and tier.device_kind != "cuda":
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        reason = "--gpu was given" if config.getoption("gpu") else f"the {tier.name} tier needs CUDA"
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        raise pytest.UsageError(f"{reason} but no CUDA device is available (torch {torch.__version__}, {build})")
+    return "cuda"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; resolve and validate the options (but not for --help, which must always work)."""
+    config.addinivalue_line("markers", MARKER_HELP)
+    if config.getoption("help"):
+        return
+    tier = resolve_tier(config)
+    n_seeds = _seed_count(config, tier)
+    _check_executor(config)
+    _reject_not_yet_implemented(config)
+    family_spec = _family_spec(config)
+    config.stash[_SETTINGS] = _Settings(tier, _device_type(config, tier), n_seeds, family_spec)
+
+
+def _load_family(spec: str, directories: tuple[str, ...]) -> ModelFamily:
+    """Import MODULE:ATTR (searching ``directories`` first); call ATTR if it is a factory; check the result."""
+    from pytest_scaling.family import ModelFamily
+
+    module_name, attr = spec.split(":")
+    for directory in directories:
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+        raise pytest.UsageError(f"scaling family {spec!r}: cannot import {module_name!r}: {detail}") from None
+    if not hasattr(module, attr):
+        raise pytest.UsageError(f"scaling family {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    family = getattr(module, attr)
+    if callable(family) and not isinstance(family, ModelFamily):
+        family = family()
+    if not isinstance(family, ModelFamily):
+        raise pytest.UsageError(
+            f"scaling family {spec!r}: expected a pytest_scaling.family.ModelFamily "
+            f"(or a no-argument callable returning one), got {type(family).__name__}"
+        )
+    return family
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load --scaling-family before collection, so a bad one stops the run with a usage error."""
+    config = session.config
+    spec = config.stash[_SETTINGS].family_spec
+    if spec is not None:
+        config.stash[_FAMILY] = _load_family(spec, (str(config.rootpath), os.getcwd()))
+
+
+def _marker_tiers(item: pytest.Item) -> tuple[str, ...] | None:
+    """Validate every ``scaling`` mark on ``item``; return the tiers of the closest one that names tiers."""
+    found: tuple[str, ...] | None = None
+    for mark in item.iter_markers("scaling"):
+        problem = None
+        unknown_kwargs = sorted(set(mark.kwargs) - set(MARKER_KWARGS))
+        tiers = mark.kwargs.get("tiers", ())
+        if mark.args:
+            problem = "takes keyword arguments only"
+        elif unknown_kwargs:
+            problem = f"unknown argument(s) {', '.join(unknown_kwargs)}; it takes {', '.join(MARKER_KWARGS)}"
+        elif not isinstance(mark.kwargs.get("property", ""), str):
+            problem = "property must be a str"
+        elif not isinstance(tiers, (tuple, list)):
+            problem = f"tiers must be a tuple of tier names, e.g. tiers=('cpu', 'gpu'), got {tiers!r}"
+        elif "tiers" in mark.kwargs and not tiers:
+            problem = "tiers is empty"
+        elif unknown := [name for name in tiers if name not in TIERS]:
+            problem = f"unknown tier(s) {', '.join(map(repr, unknown))}; tiers are {', '.join(TIERS)}"
+        if problem:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.scaling: {problem}")
+        if found is None and "tiers" in mark.kwargs:
+            found = tuple(tiers)
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip scaling tests whose marker leaves out this run's tier."""
+    tier = config.stash[_SETTINGS].tier
+    for item in items:
+        tiers = _marker_tiers(item)
+        if tiers is not None and tier.name not in tiers:
+            reason = f"scaling test for tiers {', '.join(tiers)}; this run's tier is {tier.name}"
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def scaling_tier(pytestconfig: pytest.Config) -> Tier:
+    """The run's tier (--scaling-tier, --gpu, ini scaling_tier; cpu by default)."""
+    return pytestconfig.stash[_SETTINGS].tier
+
+
+@pytest.fixture(scope="session")
+def scaling_device(pytestconfig: pytest.Config) -> torch.device:
+    """The device runs train on: CUDA with --gpu or the gpu tier, else the CPU."""
+    import torch
+
+    return torch.device(pytestconfig.stash[_SETTINGS].device_type)
+
+
+@pytest.fixture(scope="session")
+def model_family(pytestconfig: pytest.Config) -> ModelFamily:
+    """The family under test: --scaling-family (or ini scaling_family) if given, else the built-in GPT.
+
+    Override this fixture in a conftest.py to test your own model.
+    """
+    if _FAMILY in pytestconfig.stash:
+        return pytestconfig.stash[_FAMILY]
+    from pytest_scaling.families import gpt
+
+    return gpt()
+
+
+@pytest.fixture(scope="session")
+def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device) -> ScalingSession:
+    """The session runner: tier, device, seeds, and ``record(name, **values)`` for the report."""
+    seeds = list(range(pytestconfig.stash[_SETTINGS].n_seeds))
+    session = ScalingSession(tier=scaling_tier, device=scaling_device, seeds=seeds)
+    pytestconfig.stash[_SESSION] = session
+    return session
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """A short "scaling" section naming what was recorded, when anything was."""
+    session = config.stash.get(_SESSION, None)
+    if session is None or not session.records:
+        return
+    terminalreporter.section("scaling")
+    counts = Counter(record["name"] for record in session.records)
+    terminalreporter.write_line(f"{len(session.records)} records ({session.tier.name} tier, {session.device}):")
+    for name, count in counts.items():
+        terminalreporter.write_line(f"  {name}: {count}")
