@@ -1,0 +1,233 @@
+"""ModelFamily (a ``build(width)`` factory plus its task) and width-role inference.
+
+Roles come from shapes, as ``mup``'s base shapes do: the family is built at its base width and
+at twice that, and each parameter dimension that doubles "scales with width". A matrix whose
+fan-out and fan-in both scale is *hidden*; only fan-out, *input*; only fan-in, *output*
+(readout). A vector that scales is a *vector* (bias, norm gain); anything else is *fixed*.
+Raw parameters follow ``nn.Linear``'s (out, in) layout; ``nn.Embedding`` is (in, out).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .parametrization import Parametrization
+    from .tasks import Task
+
+Role = Literal["input", "hidden", "output", "vector", "fixed"]
+ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "fixed")
+
+
+@dataclass(frozen=True)
+class ParamRole:
+    """What one parameter is, seen across widths."""
+
+    role: Role
+    base_shape: tuple[int, ...]
+    scaling_dims: tuple[int, ...]
+    base_std: float
+    # Other names of the same tensor (weight tying), each with the role that use would have.
+    tied_uses: tuple[tuple[str, Role], ...] = ()
+
+
+@dataclass(frozen=True)
+class WidthRoles:
+    base_width: int
+    params: Mapping[str, ParamRole]
+
+    def by_role(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {r: [] for r in ROLES}
+        for name, info in self.params.items():
+            out[info.role].append(name)
+        return out
+
+
+def _fan_dims(owner: nn.Module) -> tuple[int, int]:
+    """(fan_out dim, fan_in dim) of a matrix owned by ``owner``."""
+    return (1, 0) if isinstance(owner, nn.Embedding) else (0, 1)
+
+
+def _role_from_shapes(name: str, owner: nn.Module, base: tuple[int, ...], wide: tuple[int, ...]) -> tuple[Role, tuple[int, ...]]:
+    if len(base) != len(wide):
+        raise ValueError(f"parameter {name!r} changes rank across widths: {base} vs {wide}")
+    scaling = tuple(i for i, (s0, s1) in enumerate(zip(base, wide)) if s0 != s1)
+    for i in scaling:
+        if wide[i] != 2 * base[i]:
+            raise ValueError(
+                f"parameter {name!r} dim {i} goes {base[i]} -> {wide[i]} when width doubles: "
+                "dimensions must be fixed or proportional to width"
+            )
+    if len(base) < 2:
+        return ("vector" if scaling else "fixed"), scaling
+    fan_out, fan_in = _fan_dims(owner)
+    if len(scaling) >= 2:
+        return "hidden", scaling
+    if not scaling:
+        return "fixed", scaling
+    if scaling[0] == fan_out:
+        return "input", scaling
+    if scaling[0] == fan_in:
+        return "output", scaling
+    raise ValueError(
+        f"parameter {name!r} of shape {base} scales only in dim {scaling[0]}, which is neither its "
+        "fan-in nor fan-out dim; name its role in ModelFamily(role_overrides=...)"
+    )
+
+
+def _owner(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name.rpartition(".")[0])
+
+
+def infer_roles(
+    build: Callable[[int], nn.Module],
+    base_width: int,
+    role_overrides: Mapping[str, Role] | None = None,
+    seed: int = 0,
+) -> WidthRoles:
+    """Build at ``base_width`` and ``2 * base_width`` and give every parameter its width role."""
+    overrides = dict(role_overrides or {})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        base = _build_checked(build, base_width)
+        wide = _build_checked(build, 2 * base_width)
+    base_named = dict(base.named_parameters(remove_duplicate=False))
+    wide_named = dict(wide.named_parameters(remove_duplicate=False))
+    if base_named.keys() != wide_named.keys():
+        diff = sorted(base_named.keys() ^ wide_named.keys())
+        raise ValueError(f"build(width) makes a different parameter set at width {2 * base_width}: {diff[0]!r} (and {len(diff) - 1} more)")
+    unknown = set(overrides) - base_named.keys()
+    if unknown:
+        raise ValueError(f"role_overrides names no parameter of the model: {sorted(unknown)[0]!r}")
+    bad = {r for r in overrides.values() if r not in ROLES}
+    if bad:
+        raise ValueError(f"unknown role {sorted(bad)[0]!r}; roles are {ROLES}")
+
+    uses: dict[int, list[tuple[str, Role, tuple[int, ...]]]] = {}
+    for name, p in base_named.items():
+        role, scaling = _role_from_shapes(name, _owner(base, name), tuple(p.shape), tuple(wide_named[name].shape))
+        uses.setdefault(id(p), []).append((name, overrides.get(name, role), scaling))
+    if not any(scaling for use in uses.values() for _, _, scaling in use):
+        raise ValueError(f"no parameter changes shape between widths {base_width} and {2 * base_width}: does build(width) use its width?")
+
+    params: dict[str, ParamRole] = {}
+    for name, p in base.named_parameters():
+        first, *others = uses[id(p)]
+        # A tied tensor keeps the role of its first (defining) use, e.g. the embedding.
+        std = float(p.detach().float().std()) if p.numel() > 1 else 0.0
+        params[name] = ParamRole(
+            role=first[1],
+            base_shape=tuple(p.shape),
+            scaling_dims=first[2],
+            base_std=std if math.isfinite(std) else 0.0,
+            tied_uses=tuple((n, r) for n, r, _ in others),
+        )
+    return WidthRoles(base_width=base_width, params=params)
+
+
+def _build_checked(build: Callable[[int], nn.Module], width: int) -> nn.Module:
+    model = build(width)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"build({width}) returned {type(model).__name__}, not a torch.nn.Module")
+    if not any(True for _ in model.parameters()):
+        raise ValueError(f"build({width}) returned a module without parameters")
+    return model
+
+
+def _source_of(obj: Any) -> str:
+    """Source text that identifies ``obj`` (a function, partial or class) for fingerprints."""
+    if isinstance(obj, functools.partial):
+        return _source_of(obj.func) + repr(obj.args) + repr(sorted(obj.keywords.items()))
+    module = inspect.getmodule(obj)
+    try:
+        text = inspect.getsource(module) if module is not None else inspect.getsource(obj)
+    except (OSError, TypeError):
+        text = repr(obj)
+    return f"{getattr(obj, '__qualname__', repr(obj))}\n{text}"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFamily:
+    """A family of models indexed by width, with the task it trains on.
+
+    ``build(width)`` returns an ``nn.Module`` mapping the task's inputs to logits.
+    ``parametrization`` (``"sp"``, ``"mup"``, ... or a ``Parametrization``) makes the engine
+    re-initialise and set per-layer LRs; ``None`` trains the model exactly as written, with
+    ``optimizer(model, lr)`` if given (the user's own param groups), else one global LR.
+    ``loss(logits, targets)`` replaces the training objective (the recorded loss is always
+    cross-entropy, so runs stay comparable).
+    """
+
+    name: str
+    build: Callable[[int], nn.Module]
+    task: "Task"
+    base_width: int
+    widths: tuple[int, ...] = ()
+    parametrization: "str | Parametrization | None" = None
+    optimizer: Callable[[nn.Module, float], torch.optim.Optimizer] | None = None
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    role_overrides: Mapping[str, Role] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not callable(self.build):
+            raise TypeError(f"ModelFamily {self.name!r}: build must be callable build(width) -> nn.Module")
+        if not isinstance(self.base_width, int) or self.base_width <= 0:
+            raise ValueError(f"ModelFamily {self.name!r}: base_width must be a positive int, got {self.base_width!r}")
+        object.__setattr__(self, "widths", tuple(self.widths))
+        if self.widths:
+            check_widths(self.widths)
+        if self.parametrization is not None:
+            from .parametrization import get_parametrization
+
+            object.__setattr__(self, "parametrization", get_parametrization(self.parametrization))
+
+    @functools.cached_property
+    def roles(self) -> WidthRoles:
+        return infer_roles(self.build, self.base_width, self.role_overrides)
+
+    def instantiate(self, width: int, seed: int) -> tuple[nn.Module, list[dict]]:
+        """A fresh model at ``width`` (init from ``seed``) and its optimizer param groups."""
+        from .parametrization import apply_parametrization
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build_checked(self.build, width)
+        if self.parametrization is None:
+            return model, [{"params": list(model.parameters()), "lr_mult": 1.0, "role": "all"}]
+        generator = torch.Generator().manual_seed(seed)
+        return model, apply_parametrization(model, self.roles, self.parametrization, width, generator)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that defines the family's runs: code, shapes, task, parametrization."""
+        parts = {
+            "name": self.name,
+            "build": _source_of(self.build),
+            "shapes": {n: list(p.base_shape) for n, p in self.roles.params.items()},
+            "task": self.task.config(),
+            "parametrization": None if self.parametrization is None else self.parametrization.to_dict(),
+            "optimizer": None if self.optimizer is None else _source_of(self.optimizer),
+            "loss": None if self.loss is None else repr(self.loss),
+            "role_overrides": dict(sorted(self.role_overrides.items())),
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_widths(widths: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Validate a width list: positive ints, strictly increasing, at least two."""
+    ws = tuple(widths)
+    if len(ws) < 2:
+        raise ValueError(f"need at least two widths, got {list(ws)}")
+    if any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in ws):
+        raise ValueError(f"widths must be positive integers, got {list(ws)}")
+    if any(b <= a for a, b in zip(ws, ws[1:])):
+        raise ValueError(f"widths must be strictly increasing, got {list(ws)}")
+    return ws

@@ -1,0 +1,68 @@
+"""Probes read during chosen forward passes: layer output sizes and attention logits.
+
+``probing(model)`` hooks every parameterised leaf module and records the mean |output|
+(the coordinate-check statistic); attention modules report their largest logit through
+``record_attention_logits`` (user models may call it too). Outside ``probing`` both cost nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ProbeRecorder:
+    """Values from the forward passes run while probing, keyed by module name."""
+
+    module_names: dict[int, str]
+    activation_size: dict[str, float] = field(default_factory=dict)
+    attention_logit_max: dict[str, float] = field(default_factory=dict)
+
+
+_ACTIVE: contextvars.ContextVar[ProbeRecorder | None] = contextvars.ContextVar("pytest_scaling_probe", default=None)
+
+
+def _leaf_with_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False))
+
+
+@contextlib.contextmanager
+def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
+    """Record probes for the forward passes inside the block."""
+    recorder = ProbeRecorder(module_names={id(m): n for n, m in model.named_modules()})
+
+    def hook(module: nn.Module, args: tuple, output: object) -> None:
+        if isinstance(output, torch.Tensor) and output.numel():
+            name = recorder.module_names[id(module)]
+            recorder.activation_size[name] = float(output.detach().float().abs().mean())
+
+    handles = [m.register_forward_hook(hook) for _, m in model.named_modules() if _leaf_with_params(m)]
+    token = _ACTIVE.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _ACTIVE.reset(token)
+        for h in handles:
+            h.remove()
+
+
+def record_attention_logits(module: nn.Module, q: torch.Tensor, k: torch.Tensor, scale: float, causal: bool = True) -> None:
+    """Record max over heads/positions of ``q_i . k_j * scale`` (q, k: [..., T, d_head]) when probing."""
+    recorder = _ACTIVE.get()
+    if recorder is None:
+        return
+    with torch.no_grad():
+        logits = (q.float() @ k.float().transpose(-2, -1)) * scale
+        if causal:
+            t_q, t_k = logits.shape[-2:]
+            future = torch.ones(t_q, t_k, dtype=torch.bool, device=logits.device).triu(1 + t_k - t_q)
+            logits = logits.masked_fill(future, -math.inf)
+        name = recorder.module_names.get(id(module), type(module).__name__)
+        recorder.attention_logit_max[name] = float(logits.max())

@@ -1,0 +1,145 @@
+"""The parametrization engine: width roles, the abc table, and muP vs SP on real models."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pytest_scaling import families, tasks
+from pytest_scaling.family import ModelFamily, infer_roles
+from pytest_scaling.metrics import coord_slopes
+from pytest_scaling.parametrization import PARAMETRIZATIONS, MATRIX_ROLES, Parametrization
+from pytest_scaling.train import TrainConfig, train_run
+
+COORD_WIDTHS = (64, 128, 256, 512, 1024)
+COORD_STEPS = 3
+
+
+class UserNet(nn.Module):
+    """A model written by hand, not from our families: two hidden matrices and a readout."""
+
+    def __init__(self, width: int, d_in: int = 16, n_out: int = 10):
+        super().__init__()
+        self.stem = nn.Linear(d_in, width)
+        self.body = nn.Parameter(torch.randn(width, width) / width**0.5)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        h = torch.relu(self.norm(h @ self.body.T))
+        return self.head(h)
+
+
+def test_roles_of_builtin_mlp() -> None:
+    roles = families.mlp(depth=3).roles.params
+    assert roles["0.weight"].role == "input"
+    assert roles["2.weight"].role == "hidden" and roles["4.weight"].role == "hidden"
+    assert roles["6.weight"].role == "output"
+    assert roles["0.bias"].role == "vector" and roles["6.bias"].role == "fixed"
+
+
+def test_roles_of_builtin_gpt_and_tied_embeddings() -> None:
+    roles = families.gpt().roles.params
+    assert roles["tok_emb.weight"].role == "input" and roles["pos_emb.weight"].role == "input"
+    assert roles["blocks.0.attn.qkv.weight"].role == "hidden"
+    assert roles["lm_head.weight"].role == "output"
+    assert roles["blocks.1.ln2.weight"].role == "vector"
+    tied = families.gpt(tie_embeddings=True, parametrization="mup_table8").roles.params
+    assert "lm_head.weight" not in tied
+    assert tied["tok_emb.weight"].tied_uses == (("lm_head.weight", "output"),)
+
+
+def test_tied_embeddings_need_one_lr_for_both_uses() -> None:
+    family = families.gpt(tie_embeddings=True, parametrization="mup")
+    with pytest.raises(ValueError, match="different LRs.*mup_table8"):
+        family.instantiate(128, seed=0)
+    model, _ = families.gpt(tie_embeddings=True, parametrization="mup_table8").instantiate(128, seed=0)
+    assert model.lm_head._forward_pre_hooks, "the readout use of the tied weight gets the 1/m multiplier"
+
+
+def test_user_module_roles() -> None:
+    roles = infer_roles(UserNet, base_width=32).params
+    assert [roles[n].role for n in ("stem.weight", "body", "head.weight", "norm.weight")] == ["input", "hidden", "output", "vector"]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda w: nn.Linear(8, 8), "no parameter changes shape"),
+        (lambda w: nn.Linear(8, w + 1), "dimensions must be fixed or proportional"),
+        (lambda w: nn.Sequential(*[nn.Linear(w, w)] * (w // 32)), "different parameter set"),
+        (lambda w: "not a module", "not a torch.nn.Module"),
+    ],
+)
+def test_unusable_families_are_named(build, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        infer_roles(build, base_width=32)
+
+
+def test_unknown_parametrization_is_a_one_line_error() -> None:
+    with pytest.raises(ValueError, match="unknown parametrization 'mupp'"):
+        families.mlp(parametrization="mupp")
+
+
+def test_mup_forms_are_one_parametrization() -> None:
+    """Table 3, Table 8 and Everett's gauge differ by the abc symmetry (a+t, b-t, c-t):
+    the effective init (a+b) and effective Adam update (a+c) exponents agree per role."""
+    forms = [PARAMETRIZATIONS[n] for n in ("mup", "mup_table8", "mup_abc")]
+    for role in MATRIX_ROLES:
+        effective = {(f.exponents(role)[0] + f.exponents(role)[1], f.exponents(role)[0] + f.exponents(role)[2]) for f in forms}
+        assert len(effective) == 1, role
+
+
+def test_init_follows_the_table() -> None:
+    family = families.mlp(parametrization="mup")
+    base = family.roles.params
+    model, groups = family.instantiate(1024, seed=0)
+    m = 1024 / family.base_width
+    assert torch.std(model[2].weight).item() == pytest.approx(base["2.weight"].base_std / m**0.5, rel=0.02)
+    assert torch.std(model[6].weight).item() == pytest.approx(base["6.weight"].base_std / m, rel=0.05)
+    lr_mult = {g["role"]: g["lr_mult"] for g in groups}
+    assert lr_mult == {"input": 1.0, "vector": 1.0, "hidden": 1 / m, "output": 1 / m, "fixed": 1.0}
+
+
+def test_per_layer_constants_multiply_the_lr() -> None:
+    p = Parametrization("sp_tuned", a=(0, 0, 0), b=(0, 0.5, 0.5), c=(0, 1, 1), lr_scale={"output": 0.25})
+    _, groups = families.mlp(parametrization=p).instantiate(128, seed=0)
+    assert {g["role"]: g["lr_mult"] for g in groups}["output"] == pytest.approx(0.25 / 2)
+
+
+def _output_slope(family: ModelFamily, lr: float, batch_size: int) -> np.ndarray:
+    """Slope of log mean|logits| vs log width at steps 0..COORD_STEPS."""
+    config = TrainConfig(
+        steps=COORD_STEPS + 1, batch_size=batch_size, probe_steps=tuple(range(COORD_STEPS + 1)), probe_kinds=("activation",)
+    )
+    output_layer = [n for n, p in family.roles.params.items() if p.role == "output"][0].rpartition(".")[0]
+    sizes = [train_run(family, w, lr, seed=0, config=config).probes["activation"][output_layer] for w in COORD_WIDTHS]
+    return coord_slopes(list(COORD_WIDTHS), np.array(sizes).T[None]).slopes[0]
+
+
+def _user_family(parametrization: str) -> ModelFamily:
+    task = tasks.teacher_student(input_dim=16, n_classes=10)
+    return ModelFamily("user-net", functools.partial(UserNet, d_in=16, n_out=10), task, base_width=64, parametrization=parametrization)
+
+
+FAMILIES = {
+    "mlp": lambda p: families.mlp(parametrization=p),
+    "gpt": lambda p: families.gpt(parametrization=p, task=tasks.markov_language(vocab=32, seq_len=16)),
+    "user": _user_family,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILIES))
+def test_output_logits_grow_with_width_under_sp_and_stay_flat_under_mup(kind: str) -> None:
+    batch = 8 if kind == "gpt" else 64
+    sp = _output_slope(FAMILIES[kind]("sp"), lr=1e-2, batch_size=batch)
+    mup = _output_slope(FAMILIES[kind]("mup"), lr=1e-2, batch_size=batch)
+    # At step 0 muP logits shrink like m^-1/2 by design (readout variance 1/fan_in^2); the
+    # property is that training does not make them grow: flat once updates dominate.
+    assert sp[COORD_STEPS] >= 0.5, f"SP output slope after {COORD_STEPS} steps: {sp}"
+    assert abs(mup[COORD_STEPS]) <= 0.15, f"muP output slopes per step: {mup}"
