@@ -1,0 +1,316 @@
+"""Scaling metrics from sweep losses (DESIGN.md §4): optimal LR, LR transfer, LR sensitivity, coord slopes, logit trends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _validate as check
+from ._result import Result, frozen
+
+
+def _diverged_as_initial(losses: np.ndarray, initial_loss: float | None) -> np.ndarray:
+    """Diverged runs (non-finite, or above the initial loss) count as the initial loss.
+
+    Without an initial loss, non-finite runs count as the worst finite loss of the grid (+inf when none is finite).
+    """
+    finite = np.isfinite(losses)
+    if initial_loss is None:
+        cap = losses[finite].max() if finite.any() else np.inf
+        return np.where(finite, losses, cap)
+    return np.where(finite & (losses <= initial_loss), losses, initial_loss)
+
+
+def _parabola_vertex(x: np.ndarray, y: np.ndarray) -> float:
+    """Vertex of the parabola through three points, clamped to [x0, x2]; the middle x when it is not convex."""
+    (x0, x1, x2), (y0, y1, y2) = x, y
+    curvature = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
+    if curvature <= 0:
+        return float(x1)
+    slope01 = (y1 - y0) / (x1 - x0)  # p'((x0 + x1) / 2) of p(x) = curvature·x² + …
+    vertex = (x0 + x1) / 2 - slope01 / (2 * curvature)
+    return float(np.clip(vertex, x0, x2))
+
+
+@dataclass(frozen=True, eq=False)
+class OptimalLR(Result):
+    """η* for one loss-vs-LR curve; lr is None when the grid does not bracket the optimum."""
+
+    lr: float | None
+    log2_lr: float | None
+    loss_at_opt: float  # minimum grid loss
+    argmin: int
+    inconclusive: bool
+    reason: str
+    lrs: np.ndarray
+    losses: np.ndarray  # after diverged runs were set to the initial loss
+
+
+def optimal_lr(lrs: ArrayLike, losses: ArrayLike, *, initial_loss: float | None = None) -> OptimalLR:
+    """η* = vertex of the quadratic in log2 η through the grid argmin and its two neighbours.
+
+    An argmin at a grid edge is inconclusive (η* may lie outside the grid), as is a grid where every run diverged.
+    """
+    lrs = check.lr_grid(lrs)
+    raw = check.vector("losses", losses, finite=False)
+    check.same_length(lrs=lrs, losses=raw)
+    if initial_loss is not None:
+        initial_loss = check.finite_scalar("initial_loss", initial_loss)
+    curve = _diverged_as_initial(raw, initial_loss)
+    if not np.all(np.isfinite(curve)):
+        raise ValueError("every loss is non-finite and no initial_loss was given")
+    i = int(np.argmin(curve))
+    reason = ""
+    if initial_loss is not None and np.all(curve >= initial_loss):
+        reason = "every run diverged or stayed at the initial loss: lower the LR grid"
+    elif i == 0:
+        reason = "optimum at the lower edge of the LR grid: widen the LR grid"
+    elif i == len(lrs) - 1:
+        reason = "optimum at the upper edge of the LR grid: widen the LR grid"
+    log2_lr = None if reason else _parabola_vertex(np.log2(lrs[i - 1 : i + 2]), curve[i - 1 : i + 2])
+    return OptimalLR(
+        lr=None if log2_lr is None else float(2.0**log2_lr), log2_lr=log2_lr, loss_at_opt=float(curve[i]),
+        argmin=i, inconclusive=bool(reason), reason=reason, lrs=frozen(lrs), losses=frozen(curve),
+    )
+
+
+def _initial_losses(initial_loss: ArrayLike, shape: tuple[int, int]) -> np.ndarray:
+    """A scalar or [width, seed] initial loss, broadcast to [width, seed]."""
+    arr = np.asarray(initial_loss, dtype=float)
+    if arr.ndim != 0:
+        arr = check.shaped("initial_loss", arr, shape)
+    elif not np.isfinite(arr):
+        raise ValueError("initial_loss must be finite")
+    return np.broadcast_to(arr, shape)
+
+
+def _sweep(widths: ArrayLike, lrs: ArrayLike, losses: ArrayLike, name: str = "widths",
+           min_sizes: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a [size, lr, seed] sweep."""
+    widths = check.increasing(name, widths, min_len=min_sizes)
+    lrs = check.lr_grid(lrs)
+    losses = np.asarray(losses, dtype=float)
+    if losses.ndim != 3 or losses.shape[:2] != (widths.size, lrs.size):
+        raise ValueError(f"losses must have shape [{name}={widths.size}, lr={lrs.size}, seed], got {losses.shape}")
+    if losses.shape[2] == 0:
+        raise ValueError("losses has no seeds")
+    return widths, lrs, losses
+
+
+def _ls_slope(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Least-squares slope of y on x over the masked entries of the last two axes (batched over leading axes)."""
+    m = mask.astype(float)
+    count = m.sum(axis=(-2, -1), keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_mean = (m * x).sum(axis=(-2, -1), keepdims=True) / count
+        y0 = np.where(mask, y, 0.0)
+        y_mean = (m * y0).sum(axis=(-2, -1), keepdims=True) / count
+        dx = (x - x_mean) * m
+        return ((dx * (y0 - y_mean)).sum(axis=(-2, -1)) / (dx * dx).sum(axis=(-2, -1)))
+
+
+@dataclass(frozen=True, eq=False)
+class TransferResult(Result):
+    """How η* moves with width: slope s of log2 η* on log2 width (0 = perfect transfer)."""
+
+    widths: np.ndarray
+    lrs: np.ndarray
+    log2_lr_opt: np.ndarray  # [width, seed]; NaN where inconclusive
+    mean_log2_lr: np.ndarray  # [width] over conclusive seeds; NaN where none
+    n_conclusive: np.ndarray  # [width]
+    n_seeds: int
+    slope: float | None
+    intercept: float | None
+    ci: tuple[float, float] | None  # 95% bootstrap over seeds; None with one seed
+    inconclusive: bool
+    reason: str
+    inconclusive_cells: tuple[tuple[float, int, str], ...]  # (width, seed index, reason)
+
+
+def lr_transfer(widths: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *, initial_loss: ArrayLike | None = None,
+                n_boot: int = 1000, seed: int = 0) -> TransferResult:
+    """η* per (width, seed) from losses [width, lr, seed], and the least-squares slope of log2 η* on log2 width.
+
+    The CI resamples seeds with replacement within each width. Fewer than two widths with a
+    conclusive η* make the whole result inconclusive.
+    """
+    widths, lrs, losses = _sweep(widths, lrs, losses, min_sizes=2)
+    n_w, _, n_s = losses.shape
+    init = None if initial_loss is None else _initial_losses(initial_loss, (n_w, n_s))
+    eta = np.full((n_w, n_s), np.nan)
+    cells = []
+    for w in range(n_w):
+        for s in range(n_s):
+            opt = optimal_lr(lrs, losses[w, :, s], initial_loss=None if init is None else init[w, s])
+            if opt.inconclusive:
+                cells.append((float(widths[w]), s, opt.reason))
+            else:
+                eta[w, s] = opt.log2_lr
+    ok = np.isfinite(eta)
+    n_ok = ok.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(n_ok > 0, np.nansum(eta, axis=1) / np.maximum(n_ok, 1), np.nan)
+    x = np.broadcast_to(np.log2(widths)[:, None], eta.shape)
+    slope = intercept = ci = None
+    reason = ""
+    if np.count_nonzero(n_ok) < 2:
+        reason = "fewer than two widths have a conclusive optimal LR: widen the LR grid"
+    else:
+        slope = float(_ls_slope(x, eta, ok))
+        intercept = float(np.mean(eta[ok]) - slope * np.mean(x[ok]))
+        if n_s > 1:
+            rng = np.random.default_rng(seed)
+            idx = rng.integers(0, n_s, size=(n_boot, n_w, n_s))
+            boot_eta = np.take_along_axis(np.broadcast_to(eta, (n_boot, n_w, n_s)), idx, axis=2)
+            boot = _ls_slope(np.broadcast_to(x, boot_eta.shape), boot_eta, np.isfinite(boot_eta))
+            lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+            ci = (float(lo), float(hi))
+    return TransferResult(
+        widths=frozen(widths), lrs=frozen(lrs), log2_lr_opt=frozen(eta), mean_log2_lr=frozen(mean),
+        n_conclusive=frozen(n_ok, int), n_seeds=n_s, slope=slope, intercept=intercept, ci=ci,
+        inconclusive=bool(reason), reason=reason, inconclusive_cells=tuple(cells),
+    )
+
+
+def lr_sensitivity(lrs: ArrayLike, losses: ArrayLike, initial_loss: float) -> float:
+    """Wortsman et al.'s S = mean over the grid of [min(L(η), L0) − L*]; non-finite losses count as L0."""
+    lrs = check.lr_grid(lrs)
+    raw = check.vector("losses", losses, finite=False)
+    check.same_length(lrs=lrs, losses=raw)
+    curve = _diverged_as_initial(raw, check.finite_scalar("initial_loss", initial_loss))
+    return float(np.mean(curve - curve.min()))
+
+
+@dataclass(frozen=True, eq=False)
+class SensitivityResult(Result):
+    """LR sensitivity per size (width or depth) and seed, with its growth per doubling of size."""
+
+    sizes: np.ndarray
+    size_name: str
+    values: np.ndarray  # [size, seed]
+    mean: np.ndarray  # [size]
+    growth_per_doubling: float | None  # least-squares slope of mean S on log2 size; None with one size
+
+
+def lr_sensitivity_by_size(sizes: ArrayLike, lrs: ArrayLike, losses: ArrayLike, initial_loss: ArrayLike, *,
+                           size_name: str = "width") -> SensitivityResult:
+    """lr_sensitivity for each (size, seed) of losses [size, lr, seed]; initial_loss scalar or [size, seed]."""
+    sizes, lrs, losses = _sweep(sizes, lrs, losses, name=size_name + "s")
+    n_z, _, n_s = losses.shape
+    init = _initial_losses(initial_loss, (n_z, n_s))
+    values = np.array([[lr_sensitivity(lrs, losses[z, :, s], init[z, s]) for s in range(n_s)] for z in range(n_z)])
+    mean = values.mean(axis=1)
+    growth = None
+    if n_z > 1:
+        growth = float(np.polyfit(np.log2(sizes), mean, 1)[0])
+    return SensitivityResult(sizes=frozen(sizes), size_name=size_name, values=frozen(values), mean=frozen(mean),
+                             growth_per_doubling=growth)
+
+
+@dataclass(frozen=True, eq=False)
+class CoordCheckResult(Result):
+    """Slopes of log activation size on log width, per layer and step (μP: all near 0)."""
+
+    widths: np.ndarray
+    layers: tuple[str, ...]
+    slopes: np.ndarray  # [layer, step]
+    sizes: np.ndarray  # [layer, step, width]
+
+    @property
+    def max_abs_slope(self) -> float:
+        return float(np.max(np.abs(self.slopes)))
+
+
+def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | None = None) -> CoordCheckResult:
+    """Least-squares slope of log size against log width for each (layer, step) of sizes [layer, step, width]."""
+    widths = check.increasing("widths", widths)
+    sizes = np.asarray(sizes, dtype=float)
+    if sizes.ndim != 3 or sizes.shape[2] != widths.size:
+        raise ValueError(f"sizes must have shape [layer, step, width={widths.size}], got {sizes.shape}")
+    if not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise ValueError("activation sizes must be finite and positive")
+    names = tuple(layers) if layers is not None else tuple(f"layer{i}" for i in range(sizes.shape[0]))
+    if len(names) != sizes.shape[0]:
+        raise ValueError(f"got {len(names)} layer names for {sizes.shape[0]} layers")
+    log_w = np.log(widths) - np.log(widths).mean()
+    log_s = np.log(sizes)
+    slopes = (log_s - log_s.mean(axis=2, keepdims=True)) @ log_w / (log_w @ log_w)
+    return CoordCheckResult(widths=frozen(widths), layers=names, slopes=frozen(slopes), sizes=frozen(sizes))
+
+
+@dataclass(frozen=True, eq=False)
+class LogitTrend(Result):
+    """Growth of a logit-size series (max attention logit, |log Z|) over training."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    final: float
+    max_abs: float
+    mid: float  # value at the start of the second half
+    rise: float  # least-squares rise over the second half (slope × its length in steps); NaN if diverged
+    growing: bool  # sustained growth: rise > min_rise and final > growth_factor × mid
+    diverged: bool  # a non-finite value, or |value| > cap
+
+
+def logit_trend(steps: ArrayLike, values: ArrayLike, *, min_rise: float = 1.0, growth_factor: float = 1.5,
+                cap: float = 1e4) -> LogitTrend:
+    """Summarise a per-step series; pass |log Z| for the output normaliser (its drift either way matters).
+
+    Defaults: a rise of more than 1 (nat, or logit unit) over the second half that also ends 1.5×
+    above its mid-run value is sustained growth; Wortsman et al. see diverging runs pass 1e3-1e4.
+    """
+    steps = check.increasing("steps", steps, min_len=4, positive=False)
+    values = check.vector("values", values, finite=False)
+    check.same_length(steps=steps, values=values)
+    half = len(steps) // 2
+    finite = np.all(np.isfinite(values))
+    diverged = not finite or bool(np.max(np.abs(values)) > cap)
+    rise = float("nan")
+    growing = False
+    if finite:
+        x, v = steps[half:], values[half:]
+        rise = float(np.polyfit(x, v, 1)[0] * (x[-1] - x[0]))
+        growing = rise > min_rise and values[-1] > growth_factor * max(values[half], 0.0)
+    return LogitTrend(
+        steps=frozen(steps), values=frozen(values), final=float(values[-1]),
+        max_abs=float(np.max(np.abs(values))) if finite else float("inf"), mid=float(values[half]),
+        rise=rise, growing=bool(growing), diverged=diverged,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class WidthTrend(Result):
+    """Loss against width at one fixed LR ("wider is better": it should not rise)."""
+
+    widths: np.ndarray
+    mean_loss: np.ndarray  # [width], over seeds; +inf where a run diverged
+    slope_per_doubling: float  # least-squares slope of loss on log2 width; NaN if any diverged
+    max_increase: float  # max over narrower i < wider j of loss[j] − loss[i] (0 if never rising)
+    max_rel_increase: float  # the same, relative to loss[i]
+    worst_pair: tuple[int, int] | None  # (i, j) of the largest relative rise
+
+
+def fixed_lr_width_trend(widths: ArrayLike, losses: ArrayLike) -> WidthTrend:
+    """Loss at one fixed LR per width, losses [width] or [width, seed]; non-finite runs count as +inf."""
+    widths = check.increasing("widths", widths)
+    losses = np.asarray(losses, dtype=float)
+    if losses.ndim not in (1, 2) or losses.shape[0] != widths.size:
+        raise ValueError(f"losses must have shape [width={widths.size}] or [width, seed], got {losses.shape}")
+    per_run = np.where(np.isfinite(losses), losses, np.inf)
+    mean = per_run.mean(axis=1) if per_run.ndim == 2 else per_run
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = np.nan_to_num(mean[None, :] - mean[:, None], nan=0.0, posinf=np.inf)  # [i, j]: loss[j] − loss[i]
+        rel = rise / np.abs(mean[:, None])
+    later = np.triu(np.ones_like(rise, dtype=bool), k=1)
+    rel = np.where(later & ~np.isnan(rel), rel, -np.inf)
+    i, j = np.unravel_index(np.argmax(rel), rel.shape)
+    rising = bool(rel[i, j] > 0)
+    slope = float(np.polyfit(np.log2(widths), mean, 1)[0]) if np.all(np.isfinite(mean)) else float("nan")
+    return WidthTrend(
+        widths=frozen(widths), mean_loss=frozen(mean), slope_per_doubling=slope,
+        max_increase=float(np.max(np.where(later, rise, 0.0), initial=0.0)),
+        max_rel_increase=float(rel[i, j]) if rising else 0.0, worst_pair=(int(i), int(j)) if rising else None,
+    )
