@@ -1,0 +1,207 @@
+"""assert_* checks on fit and metric results: each returns the result on success and raises an
+AssertionError whose message is a small table of the evidence, the threshold, and a hint of what to try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+import numpy as np
+from tabulate import tabulate
+
+from .fit import ExtrapolationResult, PowerLawFit
+from .metrics import CoordCheckResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
+
+WIDEN_GRID = "widen the LR grid"
+
+
+def _num(value: float | None) -> str:
+    """A table cell: 4 significant digits, '—' for missing."""
+    return "—" if value is None else f"{value:.4g}"
+
+
+def _fail(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], facts: Sequence[str], hint: str) -> NoReturn:
+    table = tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
+    raise AssertionError("\n".join([title, "", table, "", *facts, f"hint: {hint}"]))
+
+
+def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -> TransferResult:
+    """η* must not move with width: |slope of log2 η* on log2 width| ≤ max_abs_slope (0.25: DESIGN §4's μP bound).
+
+    Fails, with "widen the LR grid", when any (width, seed) optimum sits on a grid edge: dropping
+    those cells would hide exactly the drift this checks.
+    """
+    cells_by_width: dict[float, list[str]] = {}
+    for w, s in np.ndindex(result.log2_lr_opt.shape):
+        v = result.log2_lr_opt[w, s]
+        cells_by_width.setdefault(w, []).append("edge" if np.isnan(v) else f"{v:.2f}")
+    rows = [[_num(width), "—" if np.isnan(mean) else f"{mean:.2f}", ", ".join(cells_by_width[w]),
+             f"{result.n_conclusive[w]}/{result.n_seeds}"]
+            for w, (width, mean) in enumerate(zip(result.widths, result.mean_log2_lr))]
+    headers = ["width", "η* (log2, mean)", "η* (log2) per seed", "seeds"]
+    ci = "—" if result.ci is None else f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]"
+    slope = "—" if result.slope is None else f"{result.slope:.3f}"
+    facts = [f"slope of log2 η* on log2 width: {slope} (95% CI over seeds {ci}); threshold |slope| ≤ {max_abs_slope}"]
+    if result.inconclusive or result.inconclusive_cells:
+        facts += [f"width {_num(w)} seed {s}: {why}" for w, s, why in result.inconclusive_cells]
+        _fail("LR transfer inconclusive: the LR grid does not bracket every optimum", headers, rows,
+              facts + ([result.reason] if result.reason else []), f"{WIDEN_GRID} (extend it past the edge named above)")
+    assert result.slope is not None
+    if abs(result.slope) > max_abs_slope:
+        hint = ("the optimum drifts like SP (η* falls as width grows): is the hidden-layer LR scaled by 1/m?"
+                if result.slope < 0 else
+                "the optimum rises with width: is a 1/m LR or multiplier applied to a layer that should not scale "
+                "(input weights, biases, norm gains)?")
+        _fail("LR transfer failed: the optimal LR moves with width", headers, rows, facts, hint)
+    return result
+
+
+def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15) -> CoordCheckResult:
+    """Activation sizes must not scale with width: |slope of log size on log width| ≤ max_abs_slope for every layer and step.
+
+    0.15 is DESIGN §4's μP bound (SP's readout reaches ≈ 0.5-1 after one step). Layers are in
+    forward order, the last being the readout.
+    """
+    slopes = result.slopes
+    worst = np.unravel_index(np.argmax(np.abs(slopes)), slopes.shape)
+    if abs(slopes[worst]) <= max_abs_slope:
+        return result
+    headers = ["layer", *(f"t={t}" for t in range(slopes.shape[1])), "max |slope|"]
+    rows = [[name, *(f"{s:+.3f}" for s in slopes[i]), f"{np.max(np.abs(slopes[i])):.3f}"]
+            for i, name in enumerate(result.layers)]
+    layer, step = result.layers[worst[0]], int(worst[1])
+    facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
+             f"slope {slopes[worst]:+.3f}; threshold |slope| ≤ {max_abs_slope}"]
+    if step == 0:
+        hint = "activations already scale with width at initialisation: is the init variance 1/fan_in (1/fan_in² for the readout)?"
+    elif worst[0] == len(result.layers) - 1:
+        hint = "output layer grows with width: is the readout initialised with variance 1/fan_in² (or zero) and its LR scaled by 1/m?"
+    else:
+        hint = "hidden activations grow with width during training: is the hidden-layer LR scaled by 1/m?"
+    _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
+
+
+def _fit_summary(fit: PowerLawFit) -> str:
+    parts = [f"{name}={getattr(fit, name):.4g}" + (f" [{fit.ci[name][0]:.4g}, {fit.ci[name][1]:.4g}]" if name in fit.ci else "")
+             for name in PowerLawFit.PARAMS if name != "E" or fit.fit_E]
+    return f"fit L = {'E + ' if fit.fit_E else ''}A·x^-alpha on {fit.n} points: " + ", ".join(parts) + f", R² (log) = {fit.r2:.4f}"
+
+
+def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
+                     alpha_range: tuple[float, float] | None = None) -> PowerLawFit:
+    """The losses must follow the power law: R² in log space ≥ min_r2 and, if given, α within alpha_range.
+
+    0.98 leaves room for ~1% seed noise on a few points spanning a 2-3× loss range.
+    """
+    r2_ok = bool(fit.r2 >= min_r2)  # NaN fails
+    alpha_ok = alpha_range is None or alpha_range[0] <= fit.alpha <= alpha_range[1]
+    if r2_ok and alpha_ok:
+        return fit
+    rows = [[_num(x), _num(y), _num(float(fit.predict(x))), f"{r:+.4f}"] for x, y, r in zip(fit.x, fit.y, fit.residuals)]
+    facts = [_fit_summary(fit), f"threshold: R² ≥ {min_r2}" + (f", alpha in {list(alpha_range)}" if alpha_range else "")]
+    hint = ("the losses bend away from a power law: use the best-LR loss per size (Metz), drop sizes too small "
+            "for the power-law regime, or train every size equally long" if not r2_ok else
+            "the exponent is outside the expected range: check what x measures (parameters, width, compute)")
+    _fail("power law check failed", ["x", "L", "fitted", "log residual"], rows, facts, hint)
+
+
+def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, require_in_band: bool = False) -> ExtrapolationResult:
+    """The fit must predict the held-out largest sizes: relative error ≤ rtol, no residual beyond n_sigma of seed noise,
+    and (require_in_band) every held-out point inside the bootstrap band.
+
+    0.05 is a loose default for CPU-tier sweeps; calibrate it per tier from seed noise.
+    """
+    too_far = result.max_rel_error > rtol
+    flagged = result.flagged is not None and bool(np.any(result.flagged))
+    off_band = require_in_band and (result.in_band is None or not bool(np.all(result.in_band)))
+    if not (too_far or flagged or off_band):
+        return result
+    rows = []
+    for k, (x, y, p, rel) in enumerate(zip(result.x_holdout, result.y_holdout, result.predicted, result.rel_errors)):
+        band = "—" if result.band_lo is None else f"[{result.band_lo[k]:.4g}, {result.band_hi[k]:.4g}]"
+        inside = "—" if result.in_band is None else ("yes" if result.in_band[k] else "no")
+        z = "—" if result.z_scores is None else f"{result.z_scores[k]:+.1f}"
+        rows.append([_num(x), _num(y), _num(p), f"{rel:+.2%}", band, inside, z])
+    facts = [_fit_summary(result.fit),
+             f"max |relative error| {result.max_rel_error:.2%}; threshold ≤ {rtol:.2%}; flag beyond {result.n_sigma:g}σ of seed noise"]
+    hint = ("the held-out sizes leave the fitted curve: fit the best-LR loss per size (at a fixed LR, SP drifts off), "
+            "or check that the largest sizes trained as long relative to their size")
+    _fail("extrapolation check failed: the power law does not predict the held-out sizes",
+          ["x", "observed", "predicted", "rel. error", "95% band", "in band", "z (seed σ)"], rows, facts, hint)
+
+
+def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence[float], *, max_value: float | None = 0.1,
+                          max_growth_per_doubling: float | None = None,
+                          lower_than: SensitivityResult | None = None) -> SensitivityResult | float | Sequence[float]:
+    """LR sensitivity S (Wortsman et al.) must be ≤ max_value at every size; optionally grow by at most
+    max_growth_per_doubling per doubling of size, and be lower than a reference variant's at every size.
+
+    0.1 sits between the measured 0.03 (μP GPT with qk-layernorm) and 0.3-0.44 without it (DESIGN §5);
+    it is in loss units, so recalibrate for other tasks.
+    """
+    if isinstance(values_or_result, SensitivityResult):
+        res = values_or_result
+        labels, means, per_seed = [_num(z) for z in res.sizes], res.mean, res.values
+        size_header, growth = res.size_name, res.growth_per_doubling
+    else:
+        means = np.atleast_1d(np.asarray(values_or_result, dtype=float))
+        labels, per_seed, size_header, growth = [str(i) for i in range(means.size)], means[:, None], "#", None
+        if max_growth_per_doubling is not None or lower_than is not None:
+            raise ValueError("growth and comparison checks need a SensitivityResult (sizes), not bare values")
+    problems = []
+    if max_value is not None and not np.all(means <= max_value):
+        problems.append(f"S exceeds {max_value} (max {np.max(means):.4g})")
+    if max_growth_per_doubling is not None and growth is not None and growth > max_growth_per_doubling:
+        problems.append(f"S grows {growth:.4g} per doubling of {size_header} > {max_growth_per_doubling}")
+    if lower_than is not None:
+        if lower_than.sizes.shape != res.sizes.shape or not np.allclose(lower_than.sizes, res.sizes):
+            raise ValueError("lower_than must cover the same sizes")
+        if not np.all(means < lower_than.mean):
+            problems.append("S is not lower than the reference variant at every size")
+    if not problems:
+        return values_or_result
+    headers = [size_header, "S (mean)", "S per seed"] + (["reference S"] if lower_than is not None else [])
+    rows = [[label, _num(m), ", ".join(_num(v) for v in per_seed[i])] + ([_num(lower_than.mean[i])] if lower_than is not None else [])
+            for i, (label, m) in enumerate(zip(labels, means))]
+    facts = problems + ([f"growth per doubling of {size_header}: {growth:.4g}"] if growth is not None else [])
+    hint = ("the loss is sensitive to the LR: add qk-layernorm and z-loss (1e-4), check the per-layer LR scaling, "
+            "and look at the loss-vs-LR curves for diverged runs")
+    _fail("LR sensitivity check failed", headers, rows, facts, hint)
+
+
+def assert_no_logit_divergence(trends: LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend], *,
+                               allow_growth: bool = False) -> LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend]:
+    """No series may diverge (non-finite or past its cap) nor, unless allow_growth, keep growing through the second half."""
+    named = (trends.items() if isinstance(trends, Mapping) else
+             [("series", trends)] if isinstance(trends, LogitTrend) else
+             [(f"series {i}", t) for i, t in enumerate(trends)])
+    named = list(named)
+    bad = [name for name, t in named if t.diverged or (t.growing and not allow_growth)]
+    if not bad:
+        return trends
+    rows = [[name, _num(t.final), _num(t.max_abs), _num(t.mid), _num(t.rise),
+             "DIVERGED" if t.diverged else ("growing" if t.growing else "ok")] for name, t in named]
+    facts = [f"failing: {', '.join(bad)}" + ("" if allow_growth else "; sustained growth counts as failure")]
+    hint = ("logits grow without bound: qk-layernorm bounds the attention logits, z-loss (1e-4) and weight decay "
+            "keep log Z near 0; otherwise lower the LR")
+    _fail("logit divergence", ["series", "final", "max |value|", "mid-run", "rise (2nd half)", "status"], rows, facts, hint)
+
+
+def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01) -> WidthTrend:
+    """At a fixed LR the loss must not rise with width by more than rtol (relative) between any narrower and wider model.
+
+    1% allows seed noise in a mean over a few seeds; calibrate per tier.
+    """
+    if result.max_rel_increase <= rtol:
+        return result
+    best_before = np.minimum.accumulate(result.mean_loss)
+    rows = [[_num(w), _num(loss), "—" if i == 0 else f"{(loss - best_before[i - 1]) / abs(best_before[i - 1]):+.2%}"]
+            for i, (w, loss) in enumerate(zip(result.widths, result.mean_loss))]
+    assert result.worst_pair is not None  # a relative rise above rtol >= 0 has a pair
+    i, j = result.worst_pair
+    facts = [f"worst: width {_num(result.widths[j])} is {result.max_rel_increase:.2%} above width {_num(result.widths[i])}; "
+             f"threshold ≤ {rtol:.2%}; slope {_num(result.slope_per_doubling)} per doubling"]
+    hint = ("wider is worse at a fixed LR: the optimum drifts with width; is the hidden-layer LR scaled by 1/m and "
+            "the readout initialised with variance 1/fan_in² (or zero)?")
+    _fail("wider is not better", ["width", "loss", "vs best narrower"], rows, facts, hint)

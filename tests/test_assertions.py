@@ -1,0 +1,241 @@
+"""assert_* (pytest_scaling.assertions): pass returns the result; failure shows the evidence table, threshold and hint."""
+
+import numpy as np
+import pytest
+
+from pytest_scaling.assertions import (
+    assert_coord_check,
+    assert_extrapolates,
+    assert_lr_sensitivity,
+    assert_lr_transfer,
+    assert_no_logit_divergence,
+    assert_power_law,
+    assert_wider_is_better,
+)
+from pytest_scaling.fit import extrapolation_check, fit_power_law
+from pytest_scaling.metrics import (
+    coord_slopes,
+    fixed_lr_width_trend,
+    logit_trend,
+    lr_sensitivity_by_size,
+    lr_transfer,
+)
+
+LRS = 2.0 ** np.arange(-14, -3)
+WIDTHS = np.array([64, 128, 256, 512])
+X = np.geomspace(1e6, 1e9, 8)
+
+
+def transfer(vertices):
+    x = np.log2(LRS)
+    losses = np.stack([np.stack([1.0 + 0.05 * (x - v) ** 2 + 0.01 * s for s in range(2)], axis=-1) for v in vertices])
+    return lr_transfer(WIDTHS, LRS, losses)
+
+
+def failure(check, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as info:
+        check(*args, **kwargs)
+    return str(info.value)
+
+
+# ---- LR transfer ------------------------------------------------------------------------------
+
+
+def test_flat_optimum_passes_and_returns_the_result():
+    res = transfer([-9.0, -9.1, -8.9, -9.0])
+    assert assert_lr_transfer(res) is res
+
+
+def test_sp_drift_fails_with_the_per_width_table():
+    msg = failure(assert_lr_transfer, transfer([-8.0, -9.0, -10.0, -11.0]))
+    assert "LR transfer failed" in msg
+    assert "width    η* (log2, mean)    η* (log2) per seed    seeds" in msg
+    assert "512      -11.00             -11.00, -11.00        2/2" in msg
+    assert "slope of log2 η* on log2 width: -1.000 (95% CI over seeds [-1.000, -1.000]); threshold |slope| ≤ 0.25" in msg
+    assert "hint: the optimum drifts like SP" in msg and "hidden-layer LR scaled by 1/m" in msg
+
+
+def test_rising_optimum_fails_with_its_own_hint():
+    msg = failure(assert_lr_transfer, transfer([-10.0, -9.5, -9.0, -8.5]), max_abs_slope=0.25)
+    assert "slope of log2 η* on log2 width: 0.500" in msg and "optimum rises with width" in msg
+
+
+def test_an_edge_optimum_fails_with_widen_the_grid_even_if_the_rest_is_flat():
+    msg = failure(assert_lr_transfer, transfer([-9.0, -9.0, -9.0, -20.0]))
+    assert "inconclusive" in msg
+    assert "512      —                  edge, edge            0/2" in msg
+    assert "width 512 seed 0: optimum at the lower edge of the LR grid" in msg
+    assert "hint: widen the LR grid" in msg
+
+
+def test_a_fully_inconclusive_result_fails():
+    res = transfer([-20.0, -20.0, -20.0, -20.0])
+    assert res.inconclusive
+    msg = failure(assert_lr_transfer, res)
+    assert "fewer than two widths have a conclusive optimal LR" in msg and "widen the LR grid" in msg
+
+
+# ---- coordinate check -------------------------------------------------------------------------
+
+
+def coord(exponents):
+    widths = np.array([64, 128, 256, 512])
+    sizes = widths[None, None, :] ** np.asarray(exponents, dtype=float)[..., None]
+    return coord_slopes(widths, sizes, layers=["input", "hidden", "readout"])
+
+
+def test_flat_coordinates_pass():
+    res = coord([[0.0, 0.05, 0.1]] * 3)
+    assert assert_coord_check(res) is res
+
+
+def test_readout_growth_fails_with_the_readout_hint():
+    msg = failure(assert_coord_check, coord([[0, 0, 0], [0, 0.05, 0.1], [0, 0.6, 1.0]]))
+    assert "layer    t=0     t=1     t=2     max |slope|" in msg
+    assert "readout  +0.000  +0.600  +1.000  1.000" in msg
+    assert "worst: readout at step 2, slope +1.000; threshold |slope| ≤ 0.15" in msg
+    assert "hint: output layer grows with width: is the readout initialised with variance 1/fan_in²" in msg
+
+
+def test_hidden_growth_fails_with_the_hidden_lr_hint():
+    msg = failure(assert_coord_check, coord([[0, 0, 0], [0, 0.3, 0.5], [0, 0.1, 0.1]]))
+    assert "worst: hidden at step 2" in msg and "hidden-layer LR scaled by 1/m" in msg
+
+
+def test_growth_at_initialisation_fails_with_the_init_hint():
+    msg = failure(assert_coord_check, coord([[0.5, 0.5, 0.5], [0, 0, 0], [0, 0, 0]]))
+    assert "worst: input at step 0" in msg and "at initialisation" in msg
+
+
+# ---- power law and extrapolation --------------------------------------------------------------
+
+
+def test_a_clean_power_law_passes():
+    fit = fit_power_law(X, 1.7 + 400 * X**-0.35)
+    assert assert_power_law(fit, alpha_range=(0.3, 0.4)) is fit
+
+
+def test_a_bent_curve_fails_with_residuals():
+    y = 1.7 + 400 * X**-0.35
+    y[::2] *= 1.1  # zig-zag: no power law fits it
+    msg = failure(assert_power_law, fit_power_law(X, y))
+    assert "power law check failed" in msg
+    assert "x          L      fitted    log residual" in msg
+    assert "threshold: R² ≥ 0.98" in msg and "R² (log) = " in msg
+    assert "hint: the losses bend away from a power law" in msg
+
+
+def test_alpha_outside_its_range_fails():
+    msg = failure(assert_power_law, fit_power_law(X, 1.7 + 400 * X**-0.35), alpha_range=(0.5, 1.0))
+    assert "alpha in [0.5, 1.0]" in msg and "exponent is outside the expected range" in msg
+
+
+def test_good_extrapolation_passes():
+    res = extrapolation_check(X, 1.7 + 400 * X**-0.35, holdout=2, bootstrap=20)
+    assert assert_extrapolates(res, require_in_band=True) is res
+
+
+def test_bad_extrapolation_fails_with_the_holdout_table():
+    y = 1.7 + 400 * X**-0.35
+    y[-2:] *= [1.08, 1.15]
+    res = extrapolation_check(X, y, holdout=2, bootstrap=20, seed_noise=np.full(8, 0.01))
+    msg = failure(assert_extrapolates, res)
+    assert "x          observed    predicted    rel. error    95% band        in band    z (seed σ)" in msg
+    assert "1e+09      2.281       1.983        -13.04%" in msg and "no         -29.7" in msg
+    assert "threshold ≤ 5.00%" in msg and "fit L = E + A·x^-alpha on 6 points" in msg
+    assert "hint: the held-out sizes leave the fitted curve: fit the best-LR loss per size" in msg
+
+
+def test_a_seed_noise_flag_fails_even_within_rtol():
+    y = 1.7 + 400 * X**-0.35
+    y[-1] *= 1.02
+    res = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))
+    assert res.max_rel_error < 0.05
+    msg = failure(assert_extrapolates, res)
+    assert "z (seed σ)" in msg and "band" in msg
+
+
+# ---- LR sensitivity ---------------------------------------------------------------------------
+
+
+def sensitivity(curvatures):
+    x = np.log2(LRS)
+    losses = np.stack([np.stack([1.0 + c * (x + 9.0) ** 2] * 2, axis=-1) for c in curvatures])
+    return lr_sensitivity_by_size(WIDTHS[: len(curvatures)], LRS, losses, 3.0)
+
+
+def test_low_sensitivity_passes():
+    res = sensitivity([0.001, 0.001, 0.001])
+    assert assert_lr_sensitivity(res) is res
+    assert assert_lr_sensitivity(0.05) == 0.05
+
+
+def test_high_sensitivity_fails_with_the_per_size_table():
+    msg = failure(assert_lr_sensitivity, sensitivity([0.01, 0.02, 0.04]))
+    assert "width    S (mean)    S per seed" in msg
+    assert "S exceeds 0.1" in msg
+    assert "growth per doubling of width" in msg
+    assert "hint: the loss is sensitive to the LR: add qk-layernorm and z-loss" in msg
+
+
+def test_growth_with_size_fails():
+    msg = failure(assert_lr_sensitivity, sensitivity([0.001, 0.002, 0.004]), max_growth_per_doubling=0.001)
+    assert "S grows" in msg and "per doubling of width > 0.001" in msg
+
+
+def test_a_variant_that_does_not_lower_sensitivity_fails():
+    variant, reference = sensitivity([0.001, 0.003, 0.003]), sensitivity([0.002, 0.002, 0.004])
+    msg = failure(assert_lr_sensitivity, variant, lower_than=reference)
+    assert "reference S" in msg and "not lower than the reference variant at every size" in msg
+    assert assert_lr_sensitivity(reference, lower_than=sensitivity([0.005] * 3)) is reference
+
+
+def test_bare_values_fail_with_a_table_and_reject_size_checks():
+    msg = failure(assert_lr_sensitivity, [0.05, 0.3])
+    assert "#    S (mean)    S per seed" in msg
+    with pytest.raises(ValueError, match="need a SensitivityResult"):
+        assert_lr_sensitivity([0.05], max_growth_per_doubling=0.1)
+
+
+# ---- logit divergence -------------------------------------------------------------------------
+
+STEPS = np.arange(200)
+
+
+def test_bounded_logits_pass():
+    trends = {"attn max logit": logit_trend(STEPS, 5 * (1 - np.exp(-STEPS / 30))), "|log Z|": logit_trend(STEPS, np.full(200, 0.2))}
+    assert assert_no_logit_divergence(trends) is trends
+
+
+def test_growing_and_diverged_series_fail():
+    values = np.ones(200)
+    values[-1] = np.nan
+    trends = [logit_trend(STEPS, 1 + 0.1 * STEPS), logit_trend(STEPS, values)]
+    msg = failure(assert_no_logit_divergence, trends)
+    assert "series    final    max |value|    mid-run    rise (2nd half)    status" in msg
+    assert "growing" in msg and "DIVERGED" in msg
+    assert "failing: series 0, series 1" in msg
+    assert "hint: logits grow without bound: qk-layernorm" in msg
+
+
+def test_growth_can_be_allowed_but_divergence_cannot():
+    growing = logit_trend(STEPS, 1 + 0.1 * STEPS)
+    assert assert_no_logit_divergence(growing, allow_growth=True) is growing
+    msg = failure(assert_no_logit_divergence, logit_trend(STEPS, np.full(200, 2e4)), allow_growth=True)
+    assert "DIVERGED" in msg
+
+
+# ---- wider is better --------------------------------------------------------------------------
+
+
+def test_falling_loss_passes():
+    res = fixed_lr_width_trend(WIDTHS, [1.0, 0.9, 0.85, 0.8])
+    assert assert_wider_is_better(res) is res
+
+
+def test_rising_loss_fails_with_the_width_table():
+    msg = failure(assert_wider_is_better, fixed_lr_width_trend(WIDTHS, [1.0, 0.9, 0.95, 0.99]))
+    assert "width    loss    vs best narrower" in msg
+    assert "512      0.99    +10.00%" in msg
+    assert "worst: width 512 is 10.00% above width 128; threshold ≤ 1.00%" in msg
+    assert "hint: wider is worse at a fixed LR" in msg
