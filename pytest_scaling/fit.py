@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -40,8 +40,9 @@ except ImportError:  # optional dependency: without it fits still work, only slo
 def _one_blas_thread() -> Iterator[None]:
     """Run L-BFGS-B with a single BLAS thread.
 
-    Its tiny BLAS calls wake OpenBLAS's thread pool on every iteration; on a loaded 2-core machine
-    that measured 3.5 ms instead of 0.1 ms per iteration.
+    scipy's L-BFGS-B (C since scipy 1.15) solves its tiny triangular systems with LAPACK dtrtrs,
+    which OpenBLAS hands to its thread pool whatever the size: on a busy 2-core machine that
+    measured 3.5 ms per iteration instead of 0.1 ms (scipy issue #22438).
     """
     if threadpool_limits is None:
         yield
@@ -98,7 +99,7 @@ class _LogSpaceHuber:
             grad[:, 2 * self.k] = weighted[:, self.k].sum(-1)
         return loss, grad
 
-    def minimize(self, start: np.ndarray, weights: np.ndarray | None = None,
+    def lbfgs(self, start: np.ndarray, weights: np.ndarray | None = None,
                  options: Mapping[str, float] = LBFGS_OPTIONS) -> tuple[np.ndarray, float]:
         """One L-BFGS-B run with the analytic gradient."""
         def fun(t: np.ndarray) -> tuple[float, np.ndarray]:
@@ -123,7 +124,7 @@ class _LogSpaceHuber:
         order = np.lexsort((f0, groups))
         first_of_group = np.r_[True, groups[order][1:] != groups[order][:-1]]
         with _one_blas_thread():
-            fits = [self.minimize(starts[i], options=options) for i in order[first_of_group]]
+            fits = [self.lbfgs(starts[i], options=options) for i in order[first_of_group]]
         return min(fits, key=lambda fit: fit[1])
 
     def bootstrap(self, theta_hat: np.ndarray, n_boot: int, seed: int,
@@ -135,7 +136,7 @@ class _LogSpaceHuber:
         with _one_blas_thread():
             for b in range(n_boot):
                 counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-                out[b] = self.minimize(theta_hat, counts, options)[0]
+                out[b] = self.lbfgs(theta_hat, counts, options)[0]
         return out
 
     def r2_and_residuals(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -146,17 +147,28 @@ class _LogSpaceHuber:
         return r2, residuals
 
 
-def _percentile_ci(samples: np.ndarray, names: tuple[str, ...], level: float = 0.95) -> dict[str, tuple[float, float]]:
-    """Percentile interval per column of the bootstrap samples."""
+def _percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central percentile interval of bootstrap samples along their first axis."""
     q = 100 * (1 - level) / 2
     lo, hi = np.percentile(samples, [q, 100 - q], axis=0)
-    return {name: (float(lo[i]), float(hi[i])) for i, name in enumerate(names)}
+    return lo, hi
 
 
-def _check_n_boot(bootstrap: int) -> int:
+def _fit(objective: _LogSpaceHuber, starts: np.ndarray, groups: np.ndarray, bootstrap: int, seed: int,
+         natural: Callable[[np.ndarray], np.ndarray], names: tuple[str, ...],
+         options: Mapping[str, float] = LBFGS_OPTIONS) -> tuple[np.ndarray, dict]:
+    """Multi-start point fit, then the bootstrap: natural parameters and the fields shared by the fit results."""
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0, got {bootstrap}")
-    return int(bootstrap)
+    theta, f = objective.multistart(starts, groups, options)
+    r2, residuals = objective.r2_and_residuals(theta)
+    samples = natural(objective.bootstrap(theta, bootstrap, seed, options))
+    ci = {}
+    if bootstrap:
+        lo, hi = _percentile_interval(samples, 0.95)
+        ci = {name: (float(lo[i]), float(hi[i])) for i, name in enumerate(names)}
+    shared = {"r2": r2, "residuals": frozen(residuals), "objective": f, "ci": ci, "bootstrap_params": frozen(samples)}
+    return natural(theta[None])[0], shared
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +188,7 @@ class PowerLawFit(Result):
     ci: dict[str, tuple[float, float]]
     bootstrap_params: np.ndarray  # [B, 3] columns (E, A, alpha); empty without bootstrap
 
-    PARAMS = ("E", "A", "alpha")
+    PARAMS: ClassVar[tuple[str, ...]] = ("E", "A", "alpha")
 
     def predict(self, x: ArrayLike) -> np.ndarray:
         """Fitted loss at x."""
@@ -189,9 +201,7 @@ class PowerLawFit(Result):
             raise ValueError("this fit has no bootstrap samples: fit with bootstrap=B > 0")
         x = np.asarray(x, dtype=float)
         E, A, alpha = (self.bootstrap_params[:, i, None] for i in range(3))
-        curves = E + A * x.reshape(1, -1) ** (-alpha)
-        q = 100 * (1 - level) / 2
-        lo, hi = np.percentile(curves, [q, 100 - q], axis=0)
+        lo, hi = _percentile_interval(E + A * x.reshape(1, -1) ** (-alpha), level)
         return lo.reshape(x.shape), hi.reshape(x.shape)
 
 
@@ -200,7 +210,10 @@ _POWER_E_FRACTIONS = (1e-3, 0.25, 0.5, 0.75, 0.9, 0.97)
 
 
 def _power_law_starts(log_x: np.ndarray, y: np.ndarray, fit_E: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Start grid from the data (x and L come in any units): α over a fixed grid, E as fractions of min L, a by matching the median point."""
+    """Start grid set from the data, since x and L come in any units.
+
+    α over a fixed grid (one group each), E as fractions of min L, a matching the median point.
+    """
     rows, groups = [], []
     for g, alpha in enumerate(_POWER_ALPHAS):
         for frac in _POWER_E_FRACTIONS if fit_E else (0.0,):
@@ -216,25 +229,18 @@ def fit_power_law(x: ArrayLike, y: ArrayLike, *, fit_E: bool = True, bootstrap: 
     x = check.vector("x", x, positive=True)
     y = check.vector("y", y, positive=True)
     check.same_length(x=x, y=y)
-    n_boot = _check_n_boot(bootstrap)
     objective = _LogSpaceHuber(np.log(x)[None], np.log(y), fit_E=fit_E)
     check.enough_points(len(np.unique(x)), objective.n_params, "the power law")
-    theta, f = objective.multistart(*_power_law_starts(np.log(x), y, fit_E))
-    r2, residuals = objective.r2_and_residuals(theta)
-    samples = objective.bootstrap(theta, n_boot, seed) if n_boot else np.empty((0, objective.n_params))
-    natural = _power_natural(samples, fit_E)
-    E, A, alpha = _power_natural(theta[None], fit_E)[0]
-    return PowerLawFit(
-        E=float(E), A=float(A), alpha=float(alpha), fit_E=fit_E, r2=r2, residuals=frozen(residuals),
-        x=frozen(x), y=frozen(y), n=int(x.size), objective=f,
-        ci=_percentile_ci(natural, PowerLawFit.PARAMS) if n_boot else {}, bootstrap_params=frozen(natural),
-    )
 
+    def natural(theta: np.ndarray) -> np.ndarray:
+        """[a, α, (e)] rows → [E, A, α] rows."""
+        E = np.exp(theta[:, 2]) if fit_E else np.zeros(len(theta))
+        return np.column_stack([E, np.exp(theta[:, 0]), theta[:, 1]])
 
-def _power_natural(theta: np.ndarray, fit_E: bool) -> np.ndarray:
-    """[a, α, (e)] rows → [E, A, α] rows."""
-    E = np.exp(theta[:, 2]) if fit_E else np.zeros(len(theta))
-    return np.column_stack([E, np.exp(theta[:, 0]), theta[:, 1]])
+    (E, A, alpha), shared = _fit(objective, *_power_law_starts(np.log(x), y, fit_E), bootstrap, seed, natural,
+                                 PowerLawFit.PARAMS)
+    return PowerLawFit(E=float(E), A=float(A), alpha=float(alpha), fit_E=fit_E, x=frozen(x), y=frozen(y),
+                       n=int(x.size), **shared)
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,7 +259,7 @@ class ChinchillaFit(Result):
     ci: dict[str, tuple[float, float]]
     bootstrap_params: np.ndarray  # [B, 5] columns (E, A, B, alpha, beta); empty without bootstrap
 
-    PARAMS = ("E", "A", "B", "alpha", "beta")
+    PARAMS: ClassVar[tuple[str, ...]] = ("E", "A", "B", "alpha", "beta")
 
     def predict(self, N: ArrayLike, D: ArrayLike) -> np.ndarray:
         """Fitted loss for N parameters trained on D tokens."""
@@ -292,19 +298,12 @@ def fit_chinchilla(N: ArrayLike, D: ArrayLike, L: ArrayLike, *, bootstrap: int =
     D = check.vector("D", D, positive=True)
     L = check.vector("L", L, positive=True)
     check.same_length(N=N, D=D, L=L)
-    n_boot = _check_n_boot(bootstrap)
     objective = _LogSpaceHuber(np.log(np.stack([N, D])), np.log(L), fit_E=True, reduction=reduction)
     check.enough_points(len(np.unique(np.stack([N, D]), axis=1).T), objective.n_params, "the Chinchilla law")
-    theta, f = objective.multistart(*_chinchilla_starts(), options=lbfgs_options)
-    r2, residuals = objective.r2_and_residuals(theta)
-    samples = objective.bootstrap(theta, n_boot, seed, lbfgs_options) if n_boot else np.empty((0, 5))
-    natural = _chinchilla_natural(samples)
-    E, A, B, alpha, beta = _chinchilla_natural(theta[None])[0]
-    return ChinchillaFit(
-        E=float(E), A=float(A), B=float(B), alpha=float(alpha), beta=float(beta), r2=r2,
-        residuals=frozen(residuals), n=int(N.size), objective=f,
-        ci=_percentile_ci(natural, ChinchillaFit.PARAMS) if n_boot else {}, bootstrap_params=frozen(natural),
-    )
+    (E, A, B, alpha, beta), shared = _fit(objective, *_chinchilla_starts(), bootstrap, seed, _chinchilla_natural,
+                                          ChinchillaFit.PARAMS, lbfgs_options)
+    return ChinchillaFit(E=float(E), A=float(A), B=float(B), alpha=float(alpha), beta=float(beta), n=int(N.size),
+                         **shared)
 
 
 def _chinchilla_natural(theta: np.ndarray) -> np.ndarray:
