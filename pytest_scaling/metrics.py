@@ -138,6 +138,8 @@ def lr_transfer(widths: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *, initial
     conclusive η* make the whole result inconclusive.
     """
     widths, lrs, losses = _sweep(widths, lrs, losses, min_sizes=2)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     n_w, _, n_s = losses.shape
     init = None if initial_loss is None else _initial_losses(initial_loss, (n_w, n_s))
     eta = np.full((n_w, n_s), np.nan)

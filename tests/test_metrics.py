@@ -159,6 +159,7 @@ def test_per_width_seed_initial_loss():
         (WIDTHS, sweep([-9] * 3), {}, r"losses must have shape \[widths=4, lr=11, seed\]"),
         (WIDTHS, sweep([-9] * 4)[..., 0], {}, "losses must have shape"),
         (WIDTHS, sweep([-9] * 4), {"initial_loss": np.ones((4, 3))}, r"initial_loss must have shape \(4, 2\)"),
+        (WIDTHS, sweep([-9] * 4), {"n_boot": 0}, "n_boot must be >= 1"),
     ],
 )
 def test_lr_transfer_rejects_bad_input(widths, losses, kwargs, match):
