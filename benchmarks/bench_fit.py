@@ -87,7 +87,8 @@ def main() -> int:
 
     rows = [
         ["ours: point fit (screen 4,500 starts, polish 25)", point_s, 1.0],
-        [f"naive: point fit, 4,500 starts × FD gradients (extrapolated from {len(subset)})", naive_point, naive_point / point_s],
+        [f"naive: point fit, 4,500 starts × FD gradients (extrapolated from {len(subset)})",
+         naive_point, naive_point / point_s],
         [f"ours: {N_BOOT}-resample CIs (warm-started)", ci_s, 1.0],
         [f"naive: {N_BOOT} resamples × full multi-start (extrapolated)", naive_point * N_BOOT, naive_point * N_BOOT / ci_s],
     ]

@@ -74,9 +74,11 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15)
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
              f"slope {slopes[worst]:+.3f}; threshold |slope| ≤ {max_abs_slope}"]
     if step == 0:
-        hint = "activations already scale with width at initialisation: is the init variance 1/fan_in (1/fan_in² for the readout)?"
+        hint = ("activations already scale with width at initialisation: is the init variance 1/fan_in "
+                "(1/fan_in² for the readout)?")
     elif worst[0] == len(result.layers) - 1:
-        hint = "output layer grows with width: is the readout initialised with variance 1/fan_in² (or zero) and its LR scaled by 1/m?"
+        hint = ("output layer grows with width: is the readout initialised with variance 1/fan_in² (or zero) "
+                "and its LR scaled by 1/m?")
     else:
         hint = "hidden activations grow with width during training: is the hidden-layer LR scaled by 1/m?"
     _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
@@ -85,7 +87,8 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15)
 def _fit_summary(fit: PowerLawFit) -> str:
     parts = [f"{name}={getattr(fit, name):.4g}" + (f" [{fit.ci[name][0]:.4g}, {fit.ci[name][1]:.4g}]" if name in fit.ci else "")
              for name in PowerLawFit.PARAMS if name != "E" or fit.fit_E]
-    return f"fit L = {'E + ' if fit.fit_E else ''}A·x^-alpha on {fit.n} points: " + ", ".join(parts) + f", R² (log) = {fit.r2:.4f}"
+    law = "E + A·x^-alpha" if fit.fit_E else "A·x^-alpha"
+    return f"fit L = {law} on {fit.n} points: " + ", ".join(parts) + f", R² (log) = {fit.r2:.4f}"
 
 
 def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
@@ -124,7 +127,8 @@ def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, requ
         z = "—" if result.z_scores is None else f"{result.z_scores[k]:+.1f}"
         rows.append([_num(x), _num(y), _num(p), f"{rel:+.2%}", band, inside, z])
     facts = [_fit_summary(result.fit),
-             f"max |relative error| {result.max_rel_error:.2%}; threshold ≤ {rtol:.2%}; flag beyond {result.n_sigma:g}σ of seed noise"]
+             f"max |relative error| {result.max_rel_error:.2%}; threshold ≤ {rtol:.2%}; "
+             f"flag beyond {result.n_sigma:g}σ of seed noise"]
     hint = ("the held-out sizes leave the fitted curve: fit the best-LR loss per size (at a fixed LR, SP drifts off), "
             "or check that the largest sizes trained as long relative to their size")
     _fail("extrapolation check failed: the power law does not predict the held-out sizes",
@@ -162,7 +166,8 @@ def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence
     if not problems:
         return values_or_result
     headers = [size_header, "S (mean)", "S per seed"] + (["reference S"] if lower_than is not None else [])
-    rows = [[label, _num(m), ", ".join(_num(v) for v in per_seed[i])] + ([_num(lower_than.mean[i])] if lower_than is not None else [])
+    rows = [[label, _num(m), ", ".join(_num(v) for v in per_seed[i])]
+            + ([_num(lower_than.mean[i])] if lower_than is not None else [])
             for i, (label, m) in enumerate(zip(labels, means))]
     facts = problems + ([f"growth per doubling of {size_header}: {growth:.4g}"] if growth is not None else [])
     hint = ("the loss is sensitive to the LR: add qk-layernorm and z-loss (1e-4), check the per-layer LR scaling, "

@@ -280,7 +280,10 @@ class ChinchillaFit(Result):
 
 
 def _chinchilla_starts() -> tuple[np.ndarray, np.ndarray]:
-    """Hoffmann et al.'s grid: a, b ∈ {0, 5, …, 25}, α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −0.5, …, 1} (4,500 starts), grouped by (α, β)."""
+    """Hoffmann et al.'s start grid, grouped by (α, β).
+
+    a, b ∈ {0, 5, …, 25}, α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −0.5, …, 1}: 6·6·5·5·5 = 4,500 starts.
+    """
     levels, exponents, es = np.arange(0, 30, 5.0), np.arange(0, 2.5, 0.5), np.arange(-1, 1.5, 0.5)
     grid = np.array(list(itertools.product(levels, levels, exponents, exponents, es)))
     groups = np.unique(grid[:, 2:4], axis=0, return_inverse=True)[1].ravel()

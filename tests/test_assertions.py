@@ -203,7 +203,10 @@ STEPS = np.arange(200)
 
 
 def test_bounded_logits_pass():
-    trends = {"attn max logit": logit_trend(STEPS, 5 * (1 - np.exp(-STEPS / 30))), "|log Z|": logit_trend(STEPS, np.full(200, 0.2))}
+    trends = {
+        "attn max logit": logit_trend(STEPS, 5 * (1 - np.exp(-STEPS / 30))),
+        "|log Z|": logit_trend(STEPS, np.full(200, 0.2)),
+    }
     assert assert_no_logit_divergence(trends) is trends
 
 

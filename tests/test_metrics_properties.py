@@ -73,7 +73,8 @@ def test_transfer_slope_is_exact_for_eta_proportional_to_width_power(n_widths, n
 def test_transfer_slope_is_invariant_to_permuting_seeds(n_seeds, rnd, data):
     widths = np.array([64, 128, 256])
     x = np.arange(-16.0, -2.0)
-    vertices = np.array(data.draw(st.lists(st.floats(-12.0, -6.0), min_size=3 * n_seeds, max_size=3 * n_seeds))).reshape(3, n_seeds)
+    cells = data.draw(st.lists(st.floats(-12.0, -6.0), min_size=3 * n_seeds, max_size=3 * n_seeds))
+    vertices = np.array(cells).reshape(3, n_seeds)
     losses = np.stack([np.stack([(x - v) ** 2 for v in row], axis=-1) for row in vertices])
     perm = list(range(n_seeds))
     rnd.shuffle(perm)
