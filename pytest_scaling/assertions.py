@@ -32,12 +32,8 @@ def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -
     Fails, with "widen the LR grid", when any (width, seed) optimum sits on a grid edge: dropping
     those cells would hide exactly the drift this checks.
     """
-    cells_by_width: dict[float, list[str]] = {}
-    for w, s in np.ndindex(result.log2_lr_opt.shape):
-        v = result.log2_lr_opt[w, s]
-        cells_by_width.setdefault(w, []).append("edge" if np.isnan(v) else f"{v:.2f}")
-    rows = [[_num(width), "—" if np.isnan(mean) else f"{mean:.2f}", ", ".join(cells_by_width[w]),
-             f"{result.n_conclusive[w]}/{result.n_seeds}"]
+    per_seed = [", ".join("edge" if np.isnan(v) else f"{v:.2f}" for v in row) for row in result.log2_lr_opt]
+    rows = [[_num(width), "—" if np.isnan(mean) else f"{mean:.2f}", per_seed[w], f"{result.n_conclusive[w]}/{result.n_seeds}"]
             for w, (width, mean) in enumerate(zip(result.widths, result.mean_log2_lr))]
     headers = ["width", "η* (log2, mean)", "η* (log2) per seed", "seeds"]
     ci = "—" if result.ci is None else f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]"
