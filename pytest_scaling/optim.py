@@ -3,7 +3,9 @@
 Both optimizers are plain :class:`torch.optim.Optimizer` subclasses over param groups.
 A group may carry ``lr_mult`` (default 1.0), the per-layer multiplier set by the
 parametrization engine; the trainer sets ``group["lr"] = base_lr * schedule(t) * lr_mult``
-each step and the optimizer uses ``group["lr"]`` as given.
+each step and the optimizer uses ``group["lr"]`` as given. Batched form: a group whose
+parameters stack K runs along dim 0 may carry a tensor ``lr`` (and ``initial_lr``) of shape
+[K]; run i then steps exactly as a single run with LR ``lr[i]``.
 
 Weight decay (DESIGN.md section 4):
 
@@ -36,6 +38,15 @@ def _adam_direction(m_hat: Tensor, v_hat: Tensor, eps: float) -> Tensor:
     return m_hat / (v_hat.sqrt() + eps)
 
 
+def _per_run(value: float | Tensor, p: Tensor) -> float | Tensor:
+    """A scalar as is; a per-run vector [K] shaped to broadcast over a stacked parameter [K, ...].
+
+    Groups may carry a tensor ``lr`` of shape [K] when their parameters stack K runs along
+    dim 0: then every hyperparameter that follows the LR is applied run by run.
+    """
+    return value.view(-1, *[1] * (p.dim() - 1)) if isinstance(value, Tensor) else value
+
+
 def _bias_corrected(state: Mapping[str, Any], group: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
     """(m̂, v̂) from an Adam state (``step`` may be an int or a tensor, as in torch's Adam)."""
     beta1, beta2 = group["betas"]
@@ -43,8 +54,9 @@ def _bias_corrected(state: Mapping[str, Any], group: Mapping[str, Any]) -> tuple
     return state["exp_avg"] / (1 - beta1**step), state["exp_avg_sq"] / (1 - beta2**step)
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
+def _check(ok: bool | Tensor, message: str) -> None:
+    """Raise ValueError unless ``ok`` holds (everywhere, for a tensor of per-run bools)."""
+    if not bool(torch.as_tensor(ok).all()):
         raise ValueError(message)
 
 
@@ -73,11 +85,13 @@ class AdamBase(torch.optim.Optimizer, abc.ABC):
         """The update direction Δ from bias-corrected moments; the step is ``−lr·Δ``."""
 
     @staticmethod
-    def decay_factor(group: Mapping[str, Any]) -> float:
+    def decay_factor(group: Mapping[str, Any]) -> float | Tensor:
         """Fraction of θ removed by weight decay this step: ``lr·λ`` (coupled) or ``s_t·λ``."""
         if not group["independent_wd"]:
             return group["lr"] * group["weight_decay"]
         peak = group["initial_lr"]
+        if isinstance(peak, Tensor):
+            return torch.where(peak > 0, group["lr"] / peak, 0.0) * group["weight_decay"]
         return group["lr"] / peak * group["weight_decay"] if peak > 0 else 0.0
 
     @torch.no_grad()
@@ -101,9 +115,9 @@ class AdamBase(torch.optim.Optimizer, abc.ABC):
                 state["step"] += 1
                 state["exp_avg"].lerp_(p.grad, 1 - beta1)
                 state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                if decay:
-                    p.mul_(1 - decay)
-                p.add_(self.direction(*_bias_corrected(state, group), group), alpha=-group["lr"])
+                if group["weight_decay"]:
+                    p.mul_(1 - _per_run(decay, p))
+                p.sub_(self.direction(*_bias_corrected(state, group), group) * _per_run(group["lr"], p))
         return loss
 
 
@@ -167,6 +181,11 @@ def _group_param_names(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
     return named
 
 
+def _run_means(t: Tensor, runs: int) -> Tensor:
+    """Means over all but a leading split into ``runs`` runs: shape [runs]."""
+    return t.float().reshape(runs, -1).mean(1)
+
+
 @dataclass(frozen=True)
 class EpsProbe:
     """Per-parameter epsilon diagnostics (DESIGN.md section 4, "Adam epsilon").
@@ -176,9 +195,9 @@ class EpsProbe:
     direction Δ (the step is ``lr·Δ``); ``eps``: the ε compared against.
     """
 
-    grad_rms: float
-    frac_below_eps: float
-    update_rms: float
+    grad_rms: float | list[float]
+    frac_below_eps: float | list[float]
+    update_rms: float | list[float]
     eps: float
 
 
@@ -186,6 +205,7 @@ def epsilon_probe(
     optimizer: torch.optim.Optimizer,
     named_params: Mapping[str, Tensor] | Iterable[tuple[str, Tensor]] | None = None,
     eps: float | None = None,
+    per_run: bool = False,
 ) -> dict[str, EpsProbe]:
     """Probe how close each parameter's second moment is to ε, from the optimizer state.
 
@@ -194,7 +214,8 @@ def epsilon_probe(
     ``named_params`` (e.g. ``model.named_parameters()``) names the parameters; by default
     the groups' ``param_names`` or ``"g{group}.{index}"``. ``eps`` overrides the group's ε
     (or :data:`REFERENCE_EPS` where the group has none). Parameters without optimizer state
-    are left out. One device synchronisation in all.
+    are left out. One device synchronisation in all. ``per_run=True`` is for parameters that
+    stack K runs along dim 0: each field is then a list of K per-run values.
     """
     group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
     named = dict(named_params) if named_params is not None else _group_param_names(optimizer)
@@ -210,17 +231,18 @@ def epsilon_probe(
             delta = optimizer.direction(m_hat, v_hat, group)
         else:
             delta = _adam_direction(m_hat, v_hat, group["eps"])
-        grad_rms = p.grad.float().pow(2).mean().sqrt() if p.grad is not None else torch.tensor(math.nan)
-        rows.append(
-            torch.stack(
-                [
-                    grad_rms.to(p.device),
-                    (v_hat.sqrt() < ref_eps).float().mean(),
-                    delta.float().pow(2).mean().sqrt(),
-                ]
-            ).to(rows[0].device if rows else p.device)
+        runs = p.shape[0] if per_run else 1
+        grad = p.grad if p.grad is not None else torch.full_like(p, math.nan)
+        stats = torch.stack(
+            [
+                _run_means(grad.float().pow(2), runs).sqrt(),
+                _run_means(v_hat.sqrt() < ref_eps, runs),
+                _run_means(delta.float().pow(2), runs).sqrt(),
+            ]
         )
+        rows.append(stats.to(rows[0].device) if rows else stats)
         names.append(name)
         eps_used.append(ref_eps)
     values = torch.stack(rows).tolist() if rows else []
-    return {n: EpsProbe(*v, eps=e) for n, v, e in zip(names, values, eps_used)}
+    unwrap = (lambda v: v) if per_run else (lambda v: v[0])
+    return {n: EpsProbe(*map(unwrap, v), eps=e) for n, v, e in zip(names, values, eps_used)}

@@ -81,6 +81,33 @@ def test_weight_decay_matches_formula(optimizer, direction, independent: bool) -
         torch.testing.assert_close(param.detach(), theta, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("independent", [False, True])
+@pytest.mark.parametrize("optimizer", [AdamW, AdamAtan2])
+def test_stacked_runs_step_like_single_runs(optimizer, independent: bool) -> None:
+    """K runs stacked along dim 0 with a per-run LR vector step exactly as K single runs."""
+    lrs, schedule = [1e-2, 3e-3, 0.0], [1.0, 0.5, 0.25, 0.75]
+    theta0 = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    grads = _grads(len(schedule), theta0.shape)
+    stacked = torch.nn.Parameter(theta0.clone())
+    singles = [torch.nn.Parameter(theta0[i].clone()) for i in range(3)]
+    kwargs = dict(betas=BETAS, weight_decay=0.2, independent_wd=independent)
+    opts = [optimizer([stacked], lr=torch.tensor(lrs, dtype=torch.float64), **kwargs)]
+    opts += [optimizer([p], lr=lr, **kwargs) for p, lr in zip(singles, lrs)]
+    for grad, s in zip(grads, schedule):
+        for opt in opts:
+            opt.param_groups[0]["lr"] = opt.param_groups[0]["initial_lr"] * s
+        stacked.grad = grad.clone()
+        for i, p in enumerate(singles):
+            p.grad = grad[i].clone()
+        for opt in opts:
+            opt.step()
+    torch.testing.assert_close(stacked.detach(), torch.stack([p.detach() for p in singles]), rtol=0, atol=1e-14)
+    probe = epsilon_probe(opts[0], {"w": stacked}, per_run=True)["w"]
+    single = [epsilon_probe(opt, {"w": p})["w"] for opt, p in zip(opts[1:], singles)]
+    assert probe.update_rms == pytest.approx([e.update_rms for e in single], rel=1e-6)
+    assert probe.grad_rms == pytest.approx([e.grad_rms for e in single], rel=1e-6)
+
+
 def _run(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, grads: list[torch.Tensor]) -> None:
     for grad in grads:
         param.grad = grad.to(param.dtype)
@@ -181,6 +208,7 @@ def test_epsilon_probe_reads_torch_adamw_and_matches_the_step() -> None:
     "optimizer, kwargs, message",
     [
         (AdamW, {"lr": -1.0}, "lr must be >= 0"),
+        (AdamW, {"lr": torch.tensor([1e-3, -1.0])}, "lr must be >= 0"),
         (AdamW, {"betas": (1.0, 0.9)}, "betas must lie in"),
         (AdamW, {"betas": (0.9, -0.1)}, "betas must lie in"),
         (AdamW, {"eps": -1e-8}, "eps must be >= 0"),
