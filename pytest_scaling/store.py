@@ -141,12 +141,27 @@ class ResultCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             try:
-                self._prepare(conn)
+                self._prepare_when_unlocked(conn)
             except BaseException:
                 conn.close()
                 raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _prepare_when_unlocked(self, conn: sqlite3.Connection) -> None:
+        """``_prepare``, retried while another process holds the lock it needs.
+
+        Switching a new file to WAL takes an exclusive lock that SQLite does not wait for
+        through the busy handler, so processes creating one cache at once retry here.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self._prepare(conn)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Create the tables in an empty database; refuse any other file without modifying it."""
