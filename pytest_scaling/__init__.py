@@ -1,3 +1,49 @@
-"""pytest-scaling: scaling-property tests (muP transfer, coordinate checks, power laws, logit stability) as a pytest plugin."""
+"""pytest-scaling: scaling-property tests (muP transfer, coordinate checks, power laws, logit stability) as a pytest plugin.
+
+The public names below load on first use, so that loading the plugin into every pytest run
+does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "ModelFamily": "family",
+    "Parametrization": "parametrization",
+    "PARAMETRIZATIONS": "parametrization",
+    "AdamW": "optim",
+    "AdamAtan2": "optim",
+    "TrainConfig": "train",
+    "OptimizerSpec": "train",
+    "RunResult": "train",
+    "train_run": "train",
+    "fit_power_law": "fit",
+    "fit_chinchilla": "fit",
+    "extrapolation_check": "fit",
+    "optimal_lr": "metrics",
+    "lr_transfer": "metrics",
+    "lr_sensitivity": "metrics",
+    "coord_slopes": "metrics",
+    "assert_lr_transfer": "assertions",
+    "assert_coord_check": "assertions",
+    "assert_power_law": "assertions",
+    "assert_extrapolates": "assertions",
+    "assert_lr_sensitivity": "assertions",
+    "assert_no_logit_divergence": "assertions",
+    "assert_wider_is_better": "assertions",
+}
+_SUBMODULES = ("families", "tasks", "parametrization", "fit", "metrics", "assertions", "train", "optim")
+
+__all__ = sorted(_PUBLIC) + list(_SUBMODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'pytest_scaling' has no attribute {name!r}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -53,16 +52,9 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
             h.remove()
 
 
-def record_attention_logits(module: nn.Module, q: torch.Tensor, k: torch.Tensor, scale: float, causal: bool = True) -> None:
-    """Record max over heads/positions of ``q_i . k_j * scale`` (q, k: [..., T, d_head]) when probing."""
+def record_attention_logits(module: nn.Module, logits: torch.Tensor) -> None:
+    """Record the largest attention logit (``q_i . k_j * scale``, masked entries at -inf) when probing."""
     recorder = _ACTIVE.get()
-    if recorder is None:
-        return
-    with torch.no_grad():
-        logits = (q.float() @ k.float().transpose(-2, -1)) * scale
-        if causal:
-            t_q, t_k = logits.shape[-2:]
-            future = torch.ones(t_q, t_k, dtype=torch.bool, device=logits.device).triu(1 + t_k - t_q)
-            logits = logits.masked_fill(future, -math.inf)
+    if recorder is not None:
         name = recorder.module_names.get(id(module), type(module).__name__)
-        recorder.attention_logit_max[name] = float(logits.max())
+        recorder.attention_logit_max[name] = float(logits.detach().max())

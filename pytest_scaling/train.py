@@ -11,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch.func import vmap
 
 from .family import ModelFamily
-from .optim import AdamAtan2, AdamW, epsilon_probe
-from .probes import ProbeRecorder, probing
+from .members import SingleRun, StackedRuns
+from .optim import AdamAtan2, AdamW
+from .probes import ProbeRecorder
 
 # What a probe step can record: layer output sizes (coord check), attention logits,
 # output log Z / max |logit|, and the Adam epsilon probe (gradient RMS, sqrt(v_hat) < eps).
@@ -39,8 +40,9 @@ class OptimizerSpec:
     weight_decay: float = 0.0
     independent_wd: bool = True
 
-    def build(self, groups: list[dict], lr: float) -> torch.optim.Optimizer:
-        groups = [{**g, "lr": lr * g.get("lr_mult", 1.0)} for g in groups]
+    def build(self, groups: list[dict], lr: float | torch.Tensor) -> torch.optim.Optimizer:
+        """The optimizer over param groups carrying ``lr_mult``; ``lr`` may be a per-run vector."""
+        groups = [{**g, "lr": lr * g.get("lr_mult", 1.0), "initial_lr": lr * g.get("lr_mult", 1.0)} for g in groups]
         if self.name == "adamw":
             return AdamW(groups, lr=lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay, independent_wd=self.independent_wd)
         if self.name == "adam_atan2":
@@ -136,30 +138,103 @@ def _add(probes: dict[str, dict[str, list[float]]], kind: str, values: dict[str,
         probes.setdefault(kind, {}).setdefault(key, []).append(value)
 
 
-def _output_stats(logits: torch.Tensor) -> dict[str, float]:
-    flat = logits.detach().float().reshape(-1, logits.shape[-1])
-    log_z = torch.logsumexp(flat, dim=-1)
-    return {"log_z_mean": float(log_z.mean()), "log_z_max": float(log_z.abs().max()), "logit_abs_max": float(flat.abs().max())}
-
-
 def _record_probes(
-    probes: dict[str, dict[str, list[float]]],
+    result: RunResult,
+    step: int,
     kinds: tuple[str, ...],
-    recorder: ProbeRecorder,
-    logits: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    named_params: dict[str, torch.Tensor],
+    recorder: ProbeRecorder | None,
+    output: dict[str, float],
+    adam: dict[str, tuple[float, float]] | None,
 ) -> None:
-    if "activation" in kinds:
-        _add(probes, "activation", recorder.activation_size)
-    if "attention" in kinds:
-        _add(probes, "attention_logit_max", recorder.attention_logit_max)
+    result.probe_step_list.append(step)
+    if recorder is not None:
+        if "activation" in kinds:
+            _add(result.probes, "activation", recorder.activation_size)
+        if "attention" in kinds:
+            _add(result.probes, "attention_logit_max", recorder.attention_logit_max)
     if "output" in kinds:
-        _add(probes, "output", _output_stats(logits))
-    if "adam" in kinds:
-        eps = epsilon_probe(optimizer, named_params)
-        _add(probes, "grad_rms", {n: e.grad_rms for n, e in eps.items()})
-        _add(probes, "frac_below_eps", {n: e.frac_below_eps for n, e in eps.items()})
+        _add(result.probes, "output", output)
+    if adam is not None:
+        _add(result.probes, "grad_rms", {n: g for n, (g, _) in adam.items()})
+        _add(result.probes, "frac_below_eps", {n: f for n, (_, f) in adam.items()})
+
+
+def _output_stats(logits: torch.Tensor) -> list[dict[str, float]]:
+    """Per run (leading dim): mean and max |log Z| over predictions, and max |logit|."""
+    flat = logits.detach().float().reshape(logits.shape[0], -1, logits.shape[-1])
+    log_z = torch.logsumexp(flat, dim=-1)
+    rows = torch.stack([log_z.mean(1), log_z.abs().amax(1), flat.abs().amax((1, 2))], dim=1).tolist()
+    return [{"log_z_mean": a, "log_z_max": b, "logit_abs_max": c} for a, b, c in rows]
+
+
+def _check_run_args(width: int, lrs: Sequence[float]) -> None:
+    if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
+        raise ValueError(f"width must be a positive int, got {width!r}")
+    for lr in lrs:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+
+
+def train_group(
+    family: ModelFamily,
+    width: int,
+    runs: Sequence[tuple[float, int]],
+    config: TrainConfig,
+    *,
+    device: str | torch.device = "cpu",
+    stacked: bool = True,
+) -> list[RunResult]:
+    """Train the runs ``(lr, seed)`` of one width, as one stacked computation or (``stacked=False``,
+    one run only) as the plain model. Stacked runs match runs trained alone to float tolerance."""
+    lrs, seeds = [float(lr) for lr, _ in runs], [int(s) for _, s in runs]
+    _check_run_args(width, lrs)
+    device = torch.device(device)
+    if stacked:
+        members = StackedRuns(family, width, lrs, seeds, config.optimizer.build, device)
+    elif len(runs) == 1:
+        members = SingleRun(family, width, lrs[0], seeds[0], config.optimizer.build, device)
+    else:
+        raise ValueError("unstacked training takes one run at a time")
+    streams = {s: torch.Generator().manual_seed(s + _DATA_SEED_OFFSET) for s in dict.fromkeys(seeds)}
+    slot = {s: i for i, s in enumerate(streams)}
+    member_slot = torch.tensor([slot[s] for s in seeds])
+    objective = family.loss or _cross_entropy
+    results = [RunResult(width=width, lr=lr, seed=s, losses=[], diverged=False) for lr, s in zip(lrs, seeds)]
+    active = list(range(len(runs)))
+
+    for step in range(config.steps):
+        xs, ys = zip(*(family.task.batch(config.batch_size, g) for g in streams.values()))
+        x = torch.stack(xs)[member_slot].to(device, non_blocking=True)
+        y = torch.stack(ys)[member_slot].to(device, non_blocking=True)
+        factor = config.lr_factor(step)
+        for group, peak in zip(members.optimizer.param_groups, members.peak_lrs):
+            group["lr"] = peak * factor
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            logits = members.forward(x)
+            per_run = vmap(objective)(logits, y)
+        ce = per_run.detach() if family.loss is None else vmap(_cross_entropy)(logits.detach(), y)
+        ce_list, obj_ok = ce.tolist(), torch.isfinite(per_run.detach()).tolist()
+        for i in list(active):
+            results[i].losses.append(ce_list[i])
+            if not (math.isfinite(ce_list[i]) and obj_ok[i]):
+                results[i].diverged = True
+                active.remove(i)
+        if not active:
+            break
+        probe = config.probes_at(step)
+        if probe:
+            outputs = _output_stats(logits)
+            recorders = {i: members.probe(i, x[i]) if {"activation", "attention"} & set(config.probe_kinds) else None for i in active}
+        members.optimizer.zero_grad(set_to_none=True)
+        per_run.sum().backward()
+        if config.grad_clip is not None:
+            members.clip_(config.grad_clip)
+        members.optimizer.step()
+        if probe:
+            adam = members.adam_stats() if "adam" in config.probe_kinds else None
+            for i in active:
+                _record_probes(results[i], step, config.probe_kinds, recorders[i], outputs[i], adam[i] if adam else None)
+    return results
 
 
 def train_run(
@@ -174,46 +249,7 @@ def train_run(
 ) -> RunResult:
     """Train ``family`` at ``width`` with peak LR ``lr`` from ``seed``; ``overrides`` replace config fields."""
     config = dataclasses.replace(config or TrainConfig(), **overrides)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if not isinstance(width, int) or width <= 0:
-        raise ValueError(f"width must be a positive int, got {width!r}")
-    device = torch.device(device)
-    model, groups = family.instantiate(width, seed)
-    model.to(device).train()
-    named_params = dict(model.named_parameters())
-    optimizer = family.optimizer(model, lr) if family.optimizer else config.optimizer.build(groups, lr)
-    peak_lrs = [g["lr"] for g in optimizer.param_groups]
-    objective = family.loss or _cross_entropy
-    data_gen = torch.Generator().manual_seed(seed + _DATA_SEED_OFFSET)
-
-    result = RunResult(width=width, lr=float(lr), seed=seed, losses=[], diverged=False)
-    for step in range(config.steps):
-        x, y = (t.to(device, non_blocking=True) for t in family.task.batch(config.batch_size, data_gen))
-        probe = config.probes_at(step)
-        for group, peak in zip(optimizer.param_groups, peak_lrs):
-            group["lr"] = peak * config.lr_factor(step)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            if probe:
-                with probing(model) as recorder:
-                    logits = model(x)
-            else:
-                logits = model(x)
-            loss = objective(logits, y)
-        ce = float(_cross_entropy(logits.detach(), y)) if family.loss else float(loss.detach())
-        result.losses.append(ce)
-        if not (math.isfinite(ce) and math.isfinite(float(loss.detach()))):
-            result.diverged = True
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        if probe:
-            result.probe_step_list.append(step)
-            _record_probes(result.probes, config.probe_kinds, recorder, logits, optimizer, named_params)
-    return result
+    return train_group(family, width, [(lr, seed)], config, device=device, stacked=False)[0]
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

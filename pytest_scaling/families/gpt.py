@@ -26,7 +26,7 @@ ResidualScale = Literal["1/sqrt(L)"]
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, n_heads: int, attn_scale: AttnScale, attn_mult: float, qk_layernorm: bool):
+    def __init__(self, width: int, seq_len: int, n_heads: int, attn_scale: AttnScale, attn_mult: float, qk_layernorm: bool):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = width // n_heads
@@ -36,22 +36,28 @@ class CausalSelfAttention(nn.Module):
         self.scale = attn_mult / self.head_dim if attn_scale == "1/d" else 1.0 / math.sqrt(self.head_dim)
         self.q_norm = nn.LayerNorm(self.head_dim, bias=False) if qk_layernorm else None
         self.k_norm = nn.LayerNorm(self.head_dim, bias=False) if qk_layernorm else None
+        self.register_buffer("causal_mask", torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        record_attention_logits(self, q, k, self.scale)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        # Written out rather than fused so that stacked runs (vmap) batch it and probes see the logits.
+        logits = (q @ k.transpose(-2, -1)) * self.scale
+        logits = logits.masked_fill(self.causal_mask[:t, :t], float("-inf"))
+        record_attention_logits(self, logits)
+        y = torch.softmax(logits.float(), dim=-1).to(v.dtype) @ v
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
 class Block(nn.Module):
-    def __init__(self, width: int, n_heads: int, attn_scale: AttnScale, attn_mult: float, qk_layernorm: bool, branch_mult: float):
+    def __init__(
+        self, width: int, seq_len: int, n_heads: int, attn_scale: AttnScale, attn_mult: float, qk_layernorm: bool, branch_mult: float
+    ):
         super().__init__()
         self.ln1 = nn.LayerNorm(width)
-        self.attn = CausalSelfAttention(width, n_heads, attn_scale, attn_mult, qk_layernorm)
+        self.attn = CausalSelfAttention(width, seq_len, n_heads, attn_scale, attn_mult, qk_layernorm)
         self.ln2 = nn.LayerNorm(width)
         self.fc = nn.Linear(width, 4 * width)
         self.fc_out = nn.Linear(4 * width, width)
@@ -89,7 +95,7 @@ class GPT(nn.Module):
         self.tok_emb = nn.Embedding(vocab, width)
         self.pos_emb = nn.Embedding(seq_len, width)
         self.blocks = nn.ModuleList(
-            Block(width, n_heads, attn_scale, attn_mult, qk_layernorm, branch_mult) for _ in range(n_layers)
+            Block(width, seq_len, n_heads, attn_scale, attn_mult, qk_layernorm, branch_mult) for _ in range(n_layers)
         )
         self.ln_f = nn.LayerNorm(width)
         self.lm_head = nn.Linear(width, vocab, bias=False)

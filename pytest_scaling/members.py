@@ -1,0 +1,105 @@
+"""How the K runs of one training group hold parameters, run forward and take steps.
+
+``SingleRun`` is one model as written (K = 1; any optimizer, the user's own included).
+``StackedRuns`` holds K runs of one width as parameters with a leading run dimension and
+runs them as one computation (``torch.func.vmap`` over ``functional_call``), with one
+optimizer whose LR is a per-run vector. The training loop in ``train.py`` is the same for both.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from .family import ModelFamily
+from .optim import epsilon_probe
+from .probes import ProbeRecorder, probing
+
+OptimizerFactory = Callable[[list[dict], "float | torch.Tensor"], torch.optim.Optimizer]
+
+
+class SingleRun:
+    """One run: the model itself, stepped by a float-LR optimizer."""
+
+    k = 1
+
+    def __init__(self, family: ModelFamily, width: int, lr: float, seed: int, make_optimizer: OptimizerFactory, device: torch.device):
+        model, groups = family.instantiate(width, seed)
+        self.model = model.to(device).train()
+        self.named = dict(self.model.named_parameters())
+        self.optimizer = family.optimizer(self.model, lr) if family.optimizer else make_optimizer(groups, lr)
+        self.peak_lrs = [g["lr"] for g in self.optimizer.param_groups]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits with a leading run dimension of 1 (x has one too)."""
+        return self.model(x[0]).unsqueeze(0)
+
+    def clip_(self, max_norm: float) -> None:
+        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+
+    def probe(self, index: int, x: torch.Tensor) -> ProbeRecorder:
+        with torch.no_grad(), probing(self.model) as recorder:
+            self.model(x)
+        return recorder
+
+    def adam_stats(self) -> list[dict[str, tuple[float, float]]]:
+        """Per run: {parameter: (gradient RMS, fraction of coordinates with sqrt(v_hat) < eps)}."""
+        return [{n: (e.grad_rms, e.frac_below_eps) for n, e in epsilon_probe(self.optimizer, self.named).items()}]
+
+
+class StackedRuns:
+    """K runs of one width as one vmapped computation; run i trains with ``lrs[i]`` from ``seeds[i]``."""
+
+    def __init__(
+        self,
+        family: ModelFamily,
+        width: int,
+        lrs: Sequence[float],
+        seeds: Sequence[int],
+        make_optimizer: OptimizerFactory,
+        device: torch.device,
+    ):
+        if family.optimizer is not None:
+            raise ValueError("a family with its own optimizer factory trains run by run, not stacked")
+        built = {s: family.instantiate(width, s) for s in dict.fromkeys(seeds)}
+        self.template, groups = built[seeds[0]]
+        self.template.to(device)
+        self.k = len(lrs)
+        params, self.buffers = stack_module_state([built[s][0] for s in seeds])
+        self.params = {n: p.detach().to(device).requires_grad_(True) for n, p in params.items()}
+        self.buffers = {n: b.to(device) for n, b in self.buffers.items()}
+        self.named = self.params
+        lr = torch.tensor(lrs, dtype=torch.float32, device=device)
+        name_of = {id(p): n for n, p in self.template.named_parameters()}
+        stacked_groups = [{**g, "params": [self.params[name_of[id(p)]] for p in g["params"]]} for g in groups]
+        self.optimizer = make_optimizer(stacked_groups, lr)
+        self.peak_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self._forward = vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")
+
+    def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.template, (params, buffers), (x,))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.params, self.buffers, x)
+
+    def clip_(self, max_norm: float) -> None:
+        """Per-run global-norm clipping, as ``clip_grad_norm_`` does for one run."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.pow(2).reshape(self.k, -1).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+
+    def probe(self, index: int, x: torch.Tensor) -> ProbeRecorder:
+        member = {n: p[index].detach() for n, p in self.params.items()}
+        buffers = {n: b[index] for n, b in self.buffers.items()}
+        with torch.no_grad(), probing(self.template) as recorder:
+            functional_call(self.template, (member, buffers), (x,))
+        return recorder
+
+    def adam_stats(self) -> list[dict[str, tuple[float, float]]]:
+        stats = epsilon_probe(self.optimizer, self.named, per_run=True)
+        return [{n: (e.grad_rms[i], e.frac_below_eps[i]) for n, e in stats.items()} for i in range(self.k)]
