@@ -67,9 +67,8 @@ class SweepResult:
 
     def lr_sensitivity(self) -> metrics.SensitivityResult:
         """Wortsman et al.'s LR sensitivity per width (seed-mean loss curve)."""
-        return metrics.lr_sensitivity_by_size(
-            self.widths, self.lrs, _seed_mean(self.loss_table()), self.initial_losses().mean(axis=1)
-        )
+        curves = _seed_mean(self.loss_table())[:, :, None]  # [width, lr, 1]: the seed-mean curve as one seed
+        return metrics.lr_sensitivity_by_size(self.widths, self.lrs, curves, self.initial_losses().mean(axis=1, keepdims=True))
 
     def best_loss_per_width(self) -> np.ndarray:
         """Per width, the seed-mean loss at the best LR of the grid (the best case, per Metz)."""
