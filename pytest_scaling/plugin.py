@@ -6,15 +6,18 @@ It wires the command line and ini file to the library; it holds no science.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_scaling.session import ScalingSession
+from pytest_scaling.store import CACHE_FILE, DEFAULT_CACHE_DIR, CacheError, ResultCache
 from pytest_scaling.tiers import TIERS, Tier, resolve_tier
 
 if TYPE_CHECKING:
@@ -50,7 +53,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--scaling-baseline", "compare metrics with this baseline JSON; regressions fail the run",
             ini="string", metavar="PATH"),
     _Option("--scaling-save-baseline", "save this run's metrics as a baseline JSON", metavar="PATH"),
-    _Option("--scaling-cache", "directory of the run cache", ini="string", metavar="DIR"),
+    _Option("--scaling-cache", f"directory of the run cache (default: {DEFAULT_CACHE_DIR}/ under the rootdir)",
+            ini="string", metavar="DIR"),
     _Option("--scaling-no-cache", "train every run, reading and writing no cache", action="store_true"),
     _Option("--scaling-executor", "where runs execute: local (default) or ray",
             ini="string", metavar="{local,ray}"),
@@ -65,9 +69,6 @@ NOT_YET_IMPLEMENTED: tuple[tuple[str, str | None], ...] = (
     ("scaling_report", None),
     ("scaling_baseline", None),
     ("scaling_save_baseline", None),
-    ("scaling_cache", None),
-    ("scaling_no_cache", None),
-    ("scaling_executor", "ray"),
 )
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
@@ -86,6 +87,8 @@ class _Settings:
     device_type: str
     n_seeds: int
     family_spec: str | None
+    cache_dir: Path | None
+    executor: str
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
@@ -145,11 +148,43 @@ def _seed_count(config: pytest.Config, tier: Tier) -> int:
     return count
 
 
-def _check_executor(config: pytest.Config) -> None:
-    """Reject an executor name outside EXECUTORS."""
+def _executor(config: pytest.Config) -> str:
+    """The executor: --scaling-executor or ini scaling_executor, else local; ray must be installed."""
     given = _given(config, "scaling_executor")
-    if given is not None and given[0] not in EXECUTORS:
-        raise pytest.UsageError(f"{given[1]} must be one of {', '.join(EXECUTORS)}, got {given[0]!r}")
+    if given is None:
+        return "local"
+    name, label = given
+    if name not in EXECUTORS:
+        raise pytest.UsageError(f"{label} must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise pytest.UsageError(f"the ray executor ({label}) needs Ray: pip install 'pytest-scaling[ray]'")
+    return name
+
+
+def _cache_dir(config: pytest.Config) -> Path | None:
+    """The run cache directory: --scaling-cache (from the invocation directory), ini scaling_cache (from the
+    rootdir), else .scaling/ under the rootdir; None with --scaling-no-cache."""
+    if config.getoption("scaling_no_cache"):
+        return None
+    given = _given(config, "scaling_cache")
+    if given is None:
+        return config.rootpath / DEFAULT_CACHE_DIR
+    base = config.invocation_params.dir if config.getoption("scaling_cache") else config.rootpath
+    return base / given[0]
+
+
+def _check_cache(directory: Path) -> None:
+    """Stop the session with a usage error if the cache directory or an existing cache file cannot be used.
+
+    A missing file is left for the first sweep to create, so runs that sweep nothing write nothing.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise pytest.UsageError(f"run cache directory {directory} is a file; give --scaling-cache a directory")
+    if (directory / CACHE_FILE).exists():
+        try:
+            ResultCache.in_dir(directory).close()
+        except CacheError as err:
+            raise pytest.UsageError(str(err)) from None
 
 
 def _reject_not_yet_implemented(config: pytest.Config) -> None:
@@ -193,10 +228,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     tier = resolve_tier(config)
     n_seeds = _seed_count(config, tier)
-    _check_executor(config)
+    executor = _executor(config)
     _reject_not_yet_implemented(config)
     family_spec = _family_spec(config)
-    config.stash[_SETTINGS] = _Settings(tier, _device_type(config, tier), n_seeds, family_spec)
+    config.stash[_SETTINGS] = _Settings(tier, _device_type(config, tier), n_seeds, family_spec, _cache_dir(config), executor)
 
 
 def _load_family(spec: str, directories: tuple[str, ...]) -> ModelFamily:
@@ -227,11 +262,13 @@ def _load_family(spec: str, directories: tuple[str, ...]) -> ModelFamily:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Load --scaling-family before collection, so a bad one stops the run with a usage error."""
+    """Check the run cache and load --scaling-family before collection, so a bad one stops the run with a usage error."""
     config = session.config
-    spec = config.stash[_SETTINGS].family_spec
-    if spec is not None:
-        config.stash[_FAMILY] = _load_family(spec, (str(config.rootpath), os.getcwd()))
+    settings = config.stash[_SETTINGS]
+    if settings.cache_dir is not None:
+        _check_cache(settings.cache_dir)
+    if settings.family_spec is not None:
+        config.stash[_FAMILY] = _load_family(settings.family_spec, (str(config.rootpath), os.getcwd()))
 
 
 def _marker_tiers(item: pytest.Item) -> tuple[str, ...] | None:
@@ -288,7 +325,7 @@ def scaling_device(pytestconfig: pytest.Config) -> torch.device:
 def model_family(pytestconfig: pytest.Config) -> ModelFamily:
     """The family under test: --scaling-family (or ini scaling_family) if given, else the built-in GPT.
 
-    Override this fixture in a conftest.py to test your own model.
+    Override this fixture (with session scope: ``scaling`` uses it) in a conftest.py to test your own model.
     """
     if _FAMILY in pytestconfig.stash:
         return pytestconfig.stash[_FAMILY]
@@ -298,12 +335,28 @@ def model_family(pytestconfig: pytest.Config) -> ModelFamily:
 
 
 @pytest.fixture(scope="session")
-def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device) -> ScalingSession:
-    """The session runner: tier, device, seeds, and ``record(name, **values)`` for the report."""
-    seeds = list(range(pytestconfig.stash[_SETTINGS].n_seeds))
-    session = ScalingSession(tier=scaling_tier, device=scaling_device, seeds=seeds)
+def scaling(
+    pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device, model_family: ModelFamily
+) -> ScalingSession:
+    """The session runner: ``sweep(...)`` (of ``model_family`` by default), tier, device, seeds, and ``record(...)``."""
+    settings = pytestconfig.stash[_SETTINGS]
+    session = ScalingSession(
+        tier=scaling_tier,
+        device=scaling_device,
+        seeds=list(range(settings.n_seeds)),
+        family=model_family,
+        cache_dir=settings.cache_dir,
+        executor=settings.executor,
+    )
     pytestconfig.stash[_SESSION] = session
     return session
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Close the run cache."""
+    scaling_session = session.config.stash.get(_SESSION, None)
+    if scaling_session is not None:
+        scaling_session.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:

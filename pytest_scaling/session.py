@@ -1,25 +1,67 @@
-"""The object behind the ``scaling`` fixture: the run's tier, device and seeds, and the records reports are built from."""
+"""The object behind the ``scaling`` fixture: the run's tier, device and seeds, its sweeps, and the records reports are built from."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
+import pytest
+
+from pytest_scaling.store import CacheError, ResultCache
 from pytest_scaling.tiers import Tier
 
 if TYPE_CHECKING:
     import torch
 
+    from pytest_scaling.family import ModelFamily
+    from pytest_scaling.sweep import SweepResult
+
 
 @dataclass
 class ScalingSession:
-    """Session-wide state shared by every scaling test: where and how large runs are, and what they recorded."""
+    """Session-wide state shared by every scaling test: where and how large runs are, and what they recorded.
+
+    ``cache_dir`` None means no run cache; otherwise its file is created by the first sweep.
+    """
 
     tier: Tier
     device: torch.device
     seeds: list[int]
+    family: ModelFamily | None = None
+    cache_dir: Path | None = None
+    executor: str = "local"
     records: list[dict[str, Any]] = field(default_factory=list)
+    _cache: ResultCache | None = field(default=None, init=False, repr=False)
+
+    def sweep(
+        self,
+        family: ModelFamily | None = None,
+        *,
+        widths: Sequence[int] | None = None,
+        lrs: Sequence[float],
+        seeds: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> SweepResult:
+        """``pytest_scaling.sweep.sweep`` with this session's family (``model_family``), seeds, device, cache and executor.
+
+        Other keyword arguments (``config``, ``stacking``, ``steps=...``) pass through and may
+        override ``device``, ``cache`` or ``executor``. A cache that cannot be used fails the test
+        with its one-line message.
+        """
+        from pytest_scaling.sweep import sweep
+
+        family = family if family is not None else self.family
+        if family is None:
+            raise ValueError("scaling.sweep(): no family given, and the session has none")
+        options = {"device": self.device, "executor": self.executor, **kwargs}
+        try:
+            if "cache" not in options:
+                options["cache"] = self._open_cache()
+            return sweep(family, widths=widths, lrs=lrs, seeds=self.seeds if seeds is None else seeds, **options)
+        except CacheError as err:
+            pytest.fail(str(err), pytrace=False)
 
     def record(self, name: str, /, **values: Any) -> None:
         """Store a snapshot of JSON-able ``values`` under ``name`` for the report; anything else fails here, at the call."""
@@ -30,3 +72,15 @@ class ScalingSession:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"scaling.record({name!r}): values must be JSON-serialisable: {exc}") from None
         self.records.append({"name": name, "values": snapshot})
+
+    def close(self) -> None:
+        """Close the run cache, if a sweep opened it."""
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def _open_cache(self) -> ResultCache | None:
+        """The run cache in ``cache_dir`` (opened, and created if missing, on first use), or None."""
+        if self._cache is None and self.cache_dir is not None:
+            self._cache = ResultCache.in_dir(self.cache_dir)
+        return self._cache

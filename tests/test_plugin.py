@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 
 import pytest
 import torch
 
+import pytest_scaling.families  # noqa: F401 - in-process runs unload what they import, and numpy's extensions load once
 from pytest_scaling.plugin import NOT_YET_IMPLEMENTED, OPTIONS
 from pytest_scaling.session import ScalingSession
+from pytest_scaling.store import CACHE_FILE, ResultCache
 from pytest_scaling.tiers import TIERS
 
 REPORT_FIXTURES = """
@@ -117,6 +120,76 @@ def test_not_implemented_yet_applies_to_ini_keys_too(pytester: pytest.Pytester) 
     assert_usage_error(
         run(pytester, REPORT_FIXTURES), "--scaling-report (ini key scaling_report) is not implemented yet"
     )
+
+
+# The run cache and the executor
+
+REPORT_CACHE = """
+    def test_report(scaling):
+        print(f"CACHE={scaling.cache_dir} EXECUTOR={scaling.executor}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("ini", "args", "expected"),
+    [
+        ("", (), "{root}/.scaling"),
+        ("", ("--scaling-cache", "here"), "{root}/sub/here"),
+        ("scaling_cache = fromini", (), "{root}/fromini"),
+        ("scaling_cache = fromini", ("--scaling-cache", "here"), "{root}/sub/here"),
+        ("scaling_cache = fromini", ("--scaling-no-cache",), "None"),
+    ],
+)
+def test_cache_dir_comes_from_the_option_the_ini_key_or_the_rootdir(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ini: str, args: tuple[str, ...], expected: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    test_file = pytester.makepyfile(textwrap.dedent(REPORT_CACHE))
+    monkeypatch.chdir(pytester.mkdir("sub"))
+    result = inline(pytester, "-s", str(test_file), *args)
+    result.assert_outcomes(passed=1)
+    assert f"CACHE={expected.format(root=pytester.path)} EXECUTOR=local" in result.stdout.str()
+    assert not any(pytester.path.rglob(CACHE_FILE)), "a session that sweeps nothing writes no cache"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed")
+def test_ray_executor_is_accepted(pytester: pytest.Pytester) -> None:
+    run(pytester, REPORT_CACHE, "--scaling-executor", "ray").stdout.fnmatch_lines(["*EXECUTOR=ray"])
+
+
+def test_ray_executor_without_ray_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    pytester.makeini("[pytest]\nscaling_executor = ray\n")
+    assert_usage_error(
+        run(pytester, REPORT_CACHE),
+        "the ray executor (--scaling-executor (ini key scaling_executor)) needs Ray: pip install 'pytest-scaling[ray]'",
+    )
+
+
+def test_a_corrupt_cache_stops_the_session_before_collection(pytester: pytest.Pytester) -> None:
+    cache_file = pytester.mkdir("runs") / CACHE_FILE
+    cache_file.write_bytes(b"not a database" * 100)
+    result = run(pytester, REPORT_CACHE, "--scaling-cache", "runs")
+    assert_usage_error(
+        result,
+        f"pytest-scaling cache {cache_file} cannot be used (file is not a database); delete it or run with --scaling-no-cache",
+    )
+    assert "collected" not in result.stdout.str()
+
+
+def test_a_cache_dir_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".sqlite", cache="")
+    result = run(pytester, REPORT_CACHE, "--scaling-cache", "cache.sqlite")
+    message = f"run cache directory {pytester.path / 'cache.sqlite'} is a file; give --scaling-cache a directory"
+    assert_usage_error(result, message)
+
+
+def test_the_plugin_does_not_import_torch_at_start_up(pytester: pytest.Pytester) -> None:
+    ResultCache.in_dir(pytester.path / "runs").close()  # so the session start checks an existing cache
+    pytester.makepyfile("import sys\n\ndef test_no_torch():\n    assert 'torch' not in sys.modules\n")
+    result = pytester.runpytest_subprocess("-p", "no:hypothesispytest", "--scaling-cache", "runs")
+    result.assert_outcomes(passed=1)
 
 
 # CUDA
@@ -316,6 +389,12 @@ def test_record_rejects_what_a_report_cannot_hold(name: object, values: dict) ->
     session = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
     with pytest.raises(TypeError, match="scaling.record"):
         session.record(name, **values)  # type: ignore[arg-type]
+
+
+def test_sweep_needs_a_family_when_the_session_has_none() -> None:
+    session = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
+    with pytest.raises(ValueError, match=r"^scaling.sweep\(\): no family given, and the session has none$"):
+        session.sweep(lrs=(1e-3,))
 
 
 def test_terminal_summary_lists_record_names_only_when_there_are_records(pytester: pytest.Pytester) -> None:
