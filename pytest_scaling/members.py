@@ -66,9 +66,9 @@ class StackedRuns:
             raise ValueError("a family with its own optimizer factory trains run by run, not stacked")
         built = {s: family.instantiate(width, s) for s in dict.fromkeys(seeds)}
         self.template, groups = built[seeds[0]]
-        self.template.to(device)
         self.k = len(lrs)
         params, self.buffers = stack_module_state([built[s][0] for s in seeds])
+        self.template.to(device)
         self.params = {n: p.detach().to(device).requires_grad_(True) for n, p in params.items()}
         self.buffers = {n: b.to(device) for n, b in self.buffers.items()}
         self.named = self.params
