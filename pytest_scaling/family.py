@@ -208,9 +208,16 @@ class ModelFamily:
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the family's runs: code, shapes, task, parametrization."""
+        with torch.random.fork_rng(devices=[]):
+            model = _build_checked(self.build, self.base_width)
+        model_classes = sorted({type(m) for m in model.modules() if not type(m).__module__.startswith("torch.")}, key=repr)
         parts = {
             "name": self.name,
             "build": _source_of(self.build),
+            # build may be a lambda around code defined elsewhere: hash the module tree it makes
+            # and the source of every non-torch class in it too.
+            "structure": repr(model),
+            "model_code": [_source_of(cls) for cls in model_classes],
             "shapes": {n: list(p.base_shape) for n, p in self.roles.params.items()},
             "task": self.task.config(),
             "parametrization": None if self.parametrization is None else self.parametrization.to_dict(),

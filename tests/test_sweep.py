@@ -112,20 +112,7 @@ def build(width):
 """
 
 
-@pytest.mark.parametrize(
-    "how",
-    [
-        "module function",
-        pytest.param(
-            "lambda elsewhere",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the family fingerprint hashes the source of build's own module only, "
-                "not the modules of the classes it builds",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("how", ["module function", "lambda elsewhere"])
 def test_editing_the_model_code_retrains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, cache: ResultCache, how: str
 ) -> None:
