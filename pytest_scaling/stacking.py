@@ -2,8 +2,9 @@
 
 Stacking is not free: it wins big for small widths, where one run leaves the hardware idle, and
 loses once a single run fills it. ``plan_chunk_size`` decides per width from a short timed
-probe: for each candidate chunk size c it times one step and three steps of a c-run stack, splits
-that into set-up and per-step cost, and predicts the width's whole bill; the cheapest wins.
+probe: for each candidate chunk size c it trains a c-run stack for a few steps, takes the set-up
+time and the median step time (the first step, which pays first-call costs, left out), and
+predicts the width's whole bill; the cheapest wins.
 The one-by-one loop is always a candidate, so the choice is never slower than it (up to timing
 noise).
 """
@@ -11,7 +12,6 @@ noise).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from typing import Callable, Sequence
@@ -22,6 +22,9 @@ from .family import ModelFamily
 from .train import RunResult, TrainConfig, train_group
 
 ChunkCallback = Callable[[int, list[RunResult], int], None]
+
+
+PROBE_STEPS = 6
 
 
 class StackingFallbackWarning(UserWarning):
@@ -37,28 +40,27 @@ def _candidates(k: int) -> list[int]:
     return sorted(sizes)
 
 
-def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device, steps: int) -> float:
-    probe_config = dataclasses.replace(config, steps=steps, probe_steps=(), probe_every=0, warmup=0)
-    start = time.perf_counter()
-    train_group(family, width, members, probe_config, device=device, stacked=len(members) > 1)
-    return time.perf_counter() - start
+def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device) -> tuple[float, float]:
+    """(set-up seconds, median seconds per step) of a short stacked run of ``members``."""
+    probe_config = dataclasses.replace(config, steps=PROBE_STEPS, probe_steps=(), probe_every=0, warmup=0)
+    clock = [time.perf_counter()]
+    train_group(family, width, members, probe_config, device=device, stacked=len(members) > 1, step_clock=clock)
+    steps = sorted(b - a for a, b in zip(clock[2:], clock[3:]))  # the first step pays first-call costs
+    return clock[1] - clock[0], steps[len(steps) // 2]
 
 
 def plan_chunk_size(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device) -> int:
     """The chunk size with the lowest predicted wall time for training ``members`` at ``width``.
 
-    Candidates are tried from small to large and the search stops at the first that predicts
-    worse than the one before (per-run cost is convex in the chunk size in practice), which
-    keeps the probe to a few percent of a real sweep.
+    Every candidate is timed; a candidate that runs out of device memory ends the search.
     """
     k = len(members)
     if k == 1 or family.optimizer is not None:
         return 1
-    best, best_time = 1, math.inf
+    predicted: dict[int, float] = {}
     for c in _candidates(k):
         try:
-            one = _timed(family, width, members[:c], config, device, steps=1)  # also pays first-call costs
-            three = _timed(family, width, members[:c], config, device, steps=3)
+            setup, per_step = _timed(family, width, members[:c], config, device)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             break
@@ -67,13 +69,8 @@ def plan_chunk_size(family: ModelFamily, width: int, members: Sequence[tuple[flo
                 raise
             warnings.warn(StackingFallbackWarning(f"{family.name}: runs cannot be stacked ({type(exc).__name__}: {exc}); training them one by one"))
             return 1
-        per_step = max(three - one, 0.0) / 2
-        setup = max(one - per_step, 0.0)
-        predicted = -(-k // c) * (setup + config.steps * per_step)
-        if predicted >= best_time:
-            break
-        best, best_time = c, predicted
-    return best
+        predicted[c] = -(-k // c) * (setup + config.steps * per_step)
+    return min(predicted, key=predicted.get)
 
 
 def train_width(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -183,9 +184,12 @@ def train_group(
     *,
     device: str | torch.device = "cpu",
     stacked: bool = True,
+    step_clock: list[float] | None = None,
 ) -> list[RunResult]:
     """Train the runs ``(lr, seed)`` of one width, as one stacked computation or (``stacked=False``,
-    one run only) as the plain model. Stacked runs match runs trained alone to float tolerance."""
+    one run only) as the plain model. Stacked runs match runs trained alone to float tolerance.
+    ``step_clock``, if given, receives ``time.perf_counter()`` at the start of each step and at the end
+    (each step ends in a device sync, so the stamps are wall times of finished work)."""
     lrs, seeds = [float(lr) for lr, _ in runs], [int(s) for _, s in runs]
     _check_run_args(width, lrs)
     device = torch.device(device)
@@ -203,6 +207,8 @@ def train_group(
     active = list(range(len(runs)))
 
     for step in range(config.steps):
+        if step_clock is not None:
+            step_clock.append(time.perf_counter())
         xs, ys = zip(*(family.task.batch(config.batch_size, g) for g in streams.values()))
         x = torch.stack(xs)[member_slot].to(device, non_blocking=True)
         y = torch.stack(ys)[member_slot].to(device, non_blocking=True)
@@ -234,6 +240,8 @@ def train_group(
             adam = members.adam_stats() if "adam" in config.probe_kinds else None
             for i in active:
                 _record_probes(results[i], step, config.probe_kinds, recorders[i], outputs[i], adam[i] if adam else None)
+    if step_clock is not None:
+        step_clock.append(time.perf_counter())
     return results
 
 
