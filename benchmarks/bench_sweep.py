@@ -15,6 +15,7 @@ is slower than the loop at any width (beyond 10% timing noise): the plan must ne
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import resource
 import sys
@@ -44,6 +45,7 @@ def _measure(args: tuple) -> tuple[float, float, dict]:
     device = torch.device(device)
     chunks: dict[int, int] = {}
     if device.type == "cuda":
+        gc.collect()  # free the previous measurement's tensors before the peak is reset
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()

@@ -53,25 +53,31 @@ def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -
     return result
 
 
-def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15) -> CoordCheckResult:
+def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15, two_sided: bool = True) -> CoordCheckResult:
     """Activation sizes must not scale with width: |slope of log size on log width| ≤ max_abs_slope for every layer and step.
 
     0.15 is DESIGN §4's μP bound (SP's readout reaches ≈ 0.5-1 after one step). Layers are in
-    forward order, the last being the readout.
+    forward order, the last being the readout. ``two_sided=False`` fails on growth only (slope >
+    max_abs_slope): the blow-up that breaks transfer, while a muP readout still shrinking towards its
+    Θ(1) update part in the first steps at finite width passes.
     """
     slopes = result.slopes
-    worst = np.unravel_index(np.argmax(np.abs(slopes)), slopes.shape)
-    if abs(slopes[worst]) <= max_abs_slope:
+    excess = np.abs(slopes) if two_sided else slopes
+    worst = np.unravel_index(np.argmax(excess), slopes.shape)
+    if excess[worst] <= max_abs_slope:
         return result
-    headers = ["layer", *(f"t={t}" for t in range(slopes.shape[1])), "max |slope|"]
+    headers = ["layer", *(f"t={t}" for t in result.steps), "max |slope|"]
     rows = [[name, *(f"{s:+.3f}" for s in slopes[i]), f"{np.max(np.abs(slopes[i])):.3f}"]
             for i, name in enumerate(result.layers)]
-    layer, step = result.layers[worst[0]], int(worst[1])
+    layer, step = result.layers[worst[0]], result.steps[int(worst[1])]
+    bound = f"|slope| ≤ {max_abs_slope}" if two_sided else f"slope ≤ +{max_abs_slope} (growth only)"
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
-             f"slope {slopes[worst]:+.3f}; threshold |slope| ≤ {max_abs_slope}"]
+             f"slope {slopes[worst]:+.3f}; threshold {bound}"]
     if step == 0:
         hint = ("activations already scale with width at initialisation: is the init variance 1/fan_in "
                 "(1/fan_in² for the readout)?")
+    elif slopes[worst] < 0:
+        hint = "activations shrink with width during training: is an LR or multiplier scaled down twice?"
     elif worst[0] == len(result.layers) - 1:
         hint = ("output layer grows with width: is the readout initialised with variance 1/fan_in² (or zero) "
                 "and its LR scaled by 1/m?")

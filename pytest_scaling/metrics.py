@@ -220,14 +220,18 @@ class CoordCheckResult(Result):
     layers: tuple[str, ...]
     slopes: np.ndarray  # [layer, step]
     sizes: np.ndarray  # [layer, step, width]
+    steps: tuple[int, ...] = ()  # the training step of each step column
 
     @property
     def max_abs_slope(self) -> float:
         return float(np.max(np.abs(self.slopes)))
 
 
-def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | None = None) -> CoordCheckResult:
-    """Least-squares slope of log size against log width for each (layer, step) of sizes [layer, step, width]."""
+def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | None = None,
+                 steps: Sequence[int] | None = None) -> CoordCheckResult:
+    """Least-squares slope of log size against log width for each (layer, step) of sizes [layer, step, width].
+
+    ``steps`` labels the step columns (default 0, 1, ...)."""
     widths = check.increasing("widths", widths)
     sizes = np.asarray(sizes, dtype=float)
     if sizes.ndim != 3 or sizes.shape[2] != widths.size:
@@ -240,7 +244,11 @@ def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | No
     log_w = np.log(widths) - np.log(widths).mean()
     log_s = np.log(sizes)
     slopes = (log_s - log_s.mean(axis=2, keepdims=True)) @ log_w / (log_w @ log_w)
-    return CoordCheckResult(widths=frozen(widths), layers=names, slopes=frozen(slopes), sizes=frozen(sizes))
+    step_labels = tuple(int(t) for t in steps) if steps is not None else tuple(range(sizes.shape[1]))
+    if len(step_labels) != sizes.shape[1]:
+        raise ValueError(f"got {len(step_labels)} step labels for {sizes.shape[1]} steps")
+    return CoordCheckResult(widths=frozen(widths), layers=names, slopes=frozen(slopes), sizes=frozen(sizes),
+                            steps=step_labels)
 
 
 @dataclass(frozen=True, eq=False)
