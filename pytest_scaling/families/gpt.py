@@ -18,6 +18,7 @@ from torch import nn
 
 from ..family import ModelFamily
 from ..parametrization import Parametrization
+from ._common import parametrization_label, require_input_kind
 from ..probes import record_attention_logits
 from ..tasks import Task, markov_language
 
@@ -158,11 +159,9 @@ def gpt(
     """A GPT family on ``task`` (default: a sparse Markov language). ``attn_scale`` defaults to
     1/d under muP-type parametrizations and 1/sqrt(d) otherwise."""
     task = task if task is not None else markov_language()
-    if task.input_kind != "tokens":
-        raise ValueError(f"the GPT family needs a token task, got {task.name!r} with {task.input_kind} inputs")
+    require_input_kind(task, "tokens", "GPT")
     if attn_scale is None:
-        p_name = getattr(parametrization, "name", parametrization) or ""
-        attn_scale = "1/d" if p_name.startswith("mup") else "1/sqrt(d)"
+        attn_scale = "1/d" if parametrization_label(parametrization).startswith("mup") else "1/sqrt(d)"
     build = functools.partial(
         GPT,
         vocab=task.n_outputs,
@@ -179,7 +178,7 @@ def gpt(
         f"-{tag}" for tag, on in (("qkln", qk_layernorm), (f"z{z_loss:g}", z_loss > 0), ("tied", tie_embeddings)) if on
     )
     return ModelFamily(
-        name=name or f"gpt-L{n_layers}-{getattr(parametrization, 'name', parametrization) or 'asis'}{variant}",
+        name=name or f"gpt-L{n_layers}-{parametrization_label(parametrization)}{variant}",
         build=build,
         task=task,
         base_width=base_width,

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..family import ModelFamily
 from ..parametrization import Parametrization
+from ._common import parametrization_label, require_input_kind
 from ..tasks import Task, teacher_student
 
 
@@ -36,11 +37,10 @@ def mlp(
 ) -> ModelFamily:
     """An MLP family on ``task`` (default: a teacher-student classification task)."""
     task = task if task is not None else teacher_student()
-    if task.input_kind != "features":
-        raise ValueError(f"the MLP family needs a feature task, got {task.name!r} with {task.input_kind} inputs")
+    require_input_kind(task, "features", "MLP")
     build = functools.partial(MLP, input_dim=task.input_dim, n_outputs=task.n_outputs, depth=depth, bias=bias)
     return ModelFamily(
-        name=name or f"mlp-d{depth}-{getattr(parametrization, 'name', parametrization) or 'asis'}",
+        name=name or f"mlp-d{depth}-{parametrization_label(parametrization)}",
         build=build,
         task=task,
         base_width=base_width,
