@@ -1,0 +1,34 @@
+"""The reference suite runs on a user's own model family, both ways the README documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+OVERRIDE = """
+import pytest
+from my_models import family
+
+
+@pytest.fixture(scope="session")
+def model_family():
+    return family
+"""
+
+
+@pytest.mark.parametrize("how", ["conftest override", "--scaling-family"])
+def test_the_suite_checks_a_users_own_gpt(pytester: pytest.Pytester, how: str) -> None:
+    pytester.makepyfile(
+        test_suite=(REPO / "scaling_tests" / "test_mup.py").read_text(),
+        my_models=(REPO / "examples" / "my_models.py").read_text(),
+    )
+    args = ["-k", "test_coord_check and not builtin", "--scaling-tier", "smoke", "--scaling-no-cache", "-p", "no:cacheprovider"]
+    if how == "conftest override":
+        pytester.makeconftest(OVERRIDE)
+    else:
+        args += ["--scaling-family", "my_models:family"]
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1, deselected=3)
+    assert "my-gpt" in result.stdout.str()
