@@ -1,4 +1,4 @@
-"""pytest hooks for pytest-scaling: options, the ``scaling`` marker, fixtures and the terminal summary.
+"""pytest hooks for pytest-scaling: options, the ``scaling`` marker, fixtures, reports, baselines and the terminal summary.
 
 It wires the command line and ini file to the library; it holds no science.
 """
@@ -9,13 +9,16 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_scaling import baseline as baselines
+from pytest_scaling.report import check_path, write_report
+from pytest_scaling.report.model import ReportError, dump_json, environment, load, make_record, make_report, write_text
+from pytest_scaling.report.table import table
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.store import CACHE_FILE, DEFAULT_CACHE_DIR, CacheError, ResultCache
 from pytest_scaling.tiers import TIERS, Tier, resolve_tier
@@ -65,11 +68,7 @@ _BY_DEST = {option.dest: option for option in OPTIONS}
 
 #: Options that parse but whose machinery is not built yet: (dest, value), value None meaning any value.
 #: Giving one is a usage error; remove its entry when the feature lands.
-NOT_YET_IMPLEMENTED: tuple[tuple[str, str | None], ...] = (
-    ("scaling_report", None),
-    ("scaling_baseline", None),
-    ("scaling_save_baseline", None),
-)
+NOT_YET_IMPLEMENTED: tuple[tuple[str, str | None], ...] = ()
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 MARKER_KWARGS: tuple[str, ...] = ("property", "tiers")
@@ -89,11 +88,36 @@ class _Settings:
     family_spec: str | None
     cache_dir: Path | None
     executor: str
+    reports: tuple[Path, ...] = ()
+    baseline: dict[str, Any] | None = None
+    save_baseline: Path | None = None
+
+
+@dataclass(eq=False)
+class _Run:
+    """What the session gathers for its report: test outcomes, records from xdist workers, and the finished report."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+    worker_records: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    comparison: baselines.Comparison | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Track each test's outcome: fail if any phase failed, pass once its call passed, inconclusive if skipped."""
+        if report.failed:
+            self.outcomes[report.nodeid] = "fail"
+        elif report.skipped:
+            self.outcomes.setdefault(report.nodeid, "inconclusive")
+        elif report.when == "call":
+            self.outcomes.setdefault(report.nodeid, "pass")
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
 _FAMILY = pytest.StashKey["ModelFamily"]()
 _SESSION = pytest.StashKey[ScalingSession]()
+_RUN = pytest.StashKey[_Run]()
+#: The key under which an xdist worker hands its records to the controller.
+WORKER_RECORDS = "scaling_records"
 
 
 def _not_yet_note(dest: str) -> str:
@@ -197,6 +221,38 @@ def _reject_not_yet_implemented(config: pytest.Config) -> None:
             raise pytest.UsageError(f"{what} is not implemented yet")
 
 
+def _given_path(config: pytest.Config, dest: str) -> list[Path]:
+    """The path(s) of a path option: from the invocation directory on the command line, from the rootdir in the ini file."""
+    given = _given(config, dest)
+    if given is None:
+        return []
+    base = config.invocation_params.dir if config.getoption(dest) else config.rootpath
+    values = given[0] if isinstance(given[0], list) else [given[0]]
+    return [base / value for value in values]
+
+
+def _report_paths(config: pytest.Config) -> tuple[Path, ...]:
+    """The --scaling-report paths, each checked to name a report format."""
+    paths = tuple(_given_path(config, "scaling_report"))
+    for path in paths:
+        try:
+            check_path(path)
+        except ReportError as err:
+            raise pytest.UsageError(f"--scaling-report {path}: {err}") from None
+    return paths
+
+
+def _baseline(config: pytest.Config) -> dict[str, Any] | None:
+    """The --scaling-baseline document, loaded and checked now so a bad one stops the run before any training."""
+    paths = _given_path(config, "scaling_baseline")
+    if not paths:
+        return None
+    try:
+        return load(paths[0], "baseline")
+    except ReportError as err:
+        raise pytest.UsageError(str(err)) from None
+
+
 def _family_spec(config: pytest.Config) -> str | None:
     """The MODULE:ATTR of --scaling-family or ini scaling_family, checked for form only (loading comes later)."""
     given = _given(config, "scaling_family")
@@ -231,7 +287,26 @@ def pytest_configure(config: pytest.Config) -> None:
     executor = _executor(config)
     _reject_not_yet_implemented(config)
     family_spec = _family_spec(config)
-    config.stash[_SETTINGS] = _Settings(tier, _device_type(config, tier), n_seeds, family_spec, _cache_dir(config), executor)
+    save_baseline = _given_path(config, "scaling_save_baseline")
+    config.stash[_SETTINGS] = _Settings(
+        tier, _device_type(config, tier), n_seeds, family_spec, _cache_dir(config), executor,
+        reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline[0] if save_baseline else None,
+    )
+    config.stash[_RUN] = run = _Run()
+    config.pluginmanager.register(run, "scaling-run")
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_XdistRecords(run), "scaling-xdist-records")
+
+
+class _XdistRecords:
+    """On the xdist controller: gather the records each worker hands over when it finishes."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Take the records of a finished worker."""
+        self.run.worker_records.extend(getattr(node, "workeroutput", {}).get(WORKER_RECORDS, []))
 
 
 def _load_family(spec: str, directories: tuple[str, ...]) -> ModelFamily:
@@ -352,20 +427,58 @@ def scaling(
     return session
 
 
+def _report(config: pytest.Config) -> dict[str, Any] | None:
+    """The run's report: its records (this process's and the xdist workers') with their tests' statuses, compared
+    with the baseline; None when nothing asked for one and nothing was recorded."""
+    settings, run = config.stash[_SETTINGS], config.stash[_RUN]
+    session = config.stash.get(_SESSION, None)
+    raw = (session.records if session is not None else []) + run.worker_records
+    if not raw and not (settings.reports or settings.baseline or settings.save_baseline):
+        return None
+    records = [make_record(record, run.outcomes.get(record.get("test") or "", "inconclusive")) for record in raw]
+    report = make_report(records, environment(settings.tier.name, settings.device_type, config.rootpath))
+    if settings.baseline is not None:
+        run.comparison = baselines.compare(report, settings.baseline)
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Close the run cache."""
-    scaling_session = session.config.stash.get(_SESSION, None)
+    """Close the run cache; on a worker hand the records over, else build the report, write what was asked for
+    (reports, baseline) and fail the session on regressions."""
+    config = session.config
+    scaling_session = config.stash.get(_SESSION, None)
     if scaling_session is not None:
         scaling_session.close()
+    if _SETTINGS not in config.stash:
+        return
+    if hasattr(config, "workeroutput"):
+        config.workeroutput[WORKER_RECORDS] = scaling_session.records if scaling_session is not None else []
+        return
+    settings, run = config.stash[_SETTINGS], config.stash[_RUN]
+    run.report = report = _report(config)
+    if report is None:
+        return
+    for path in settings.reports:
+        write_report(report, path)
+    if settings.save_baseline is not None:
+        write_text(settings.save_baseline, dump_json(baselines.make_baseline(report)))
+    if run.comparison is not None and run.comparison.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    """A short "scaling" section naming what was recorded, when anything was."""
-    session = config.stash.get(_SESSION, None)
-    if session is None or not session.records:
+    """A "scaling" section: the records as a table with status and baseline delta, then any baseline warning and
+    the regressed records by name."""
+    run = config.stash.get(_RUN, None)
+    if run is None or run.report is None or not run.report["records"]:
         return
+    report, comparison = run.report, run.comparison
+    env = report["environment"]
     terminalreporter.section("scaling")
-    counts = Counter(record["name"] for record in session.records)
-    terminalreporter.write_line(f"{len(session.records)} records ({session.tier.name} tier, {session.device}):")
-    for name, count in counts.items():
-        terminalreporter.write_line(f"  {name}: {count}")
+    terminalreporter.write_line(f"{len(report['records'])} records ({env['tier']} tier, {env['device']}):")
+    terminalreporter.write_line(table(report, "simple"))
+    if comparison is not None and comparison.warning:
+        terminalreporter.write_line(f"warning: {comparison.warning}; nothing was compared", yellow=True)
+    if comparison is not None and comparison.regressed:
+        terminalreporter.write_line(f"regressed beyond the baseline's noise band: {', '.join(comparison.regressed)}",
+                                    red=True, bold=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -64,14 +65,17 @@ class ScalingSession:
             pytest.fail(str(err), pytrace=False)
 
     def record(self, name: str, /, **values: Any) -> None:
-        """Store a snapshot of JSON-able ``values`` under ``name`` for the report; anything else fails here, at the call."""
+        """Store a snapshot of JSON-able ``values`` under ``name``, with the running test's node id, for the report.
+
+        Anything not JSON-able fails here, at the call.
+        """
         if not isinstance(name, str):
             raise TypeError(f"scaling.record(): the name must be a str, got {type(name).__name__}")
         try:
             snapshot = json.loads(json.dumps(values))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"scaling.record({name!r}): values must be JSON-serialisable: {exc}") from None
-        self.records.append({"name": name, "values": snapshot})
+        self.records.append({"name": name, "test": _current_test(), "values": snapshot})
 
     def close(self) -> None:
         """Close the run cache, if a sweep opened it."""
@@ -84,3 +88,9 @@ class ScalingSession:
         if self._cache is None and self.cache_dir is not None:
             self._cache = ResultCache.in_dir(self.cache_dir)
         return self._cache
+
+
+def _current_test() -> str | None:
+    """The node id of the test pytest is running (from PYTEST_CURRENT_TEST), or None outside one."""
+    current = os.environ.get("PYTEST_CURRENT_TEST")
+    return current.rsplit(" (", 1)[0] if current else None

@@ -115,13 +115,6 @@ def test_options_not_implemented_yet_are_usage_errors(pytester: pytest.Pytester,
     assert_usage_error(run(pytester, REPORT_FIXTURES, *args), f"{shown} is not implemented yet")
 
 
-def test_not_implemented_yet_applies_to_ini_keys_too(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nscaling_report = report.html\n")
-    assert_usage_error(
-        run(pytester, REPORT_FIXTURES), "--scaling-report (ini key scaling_report) is not implemented yet"
-    )
-
-
 # The run cache and the executor
 
 REPORT_CACHE = """
@@ -381,7 +374,8 @@ def test_record_stores_a_json_snapshot() -> None:
     values = {"slope": [0.1, -0.05]}
     session.record("lr_transfer", name="mup", **values)
     values["slope"].append(9.0)
-    assert session.records == [{"name": "lr_transfer", "values": {"name": "mup", "slope": [0.1, -0.05]}}]
+    test = "tests/test_plugin.py::test_record_stores_a_json_snapshot"
+    assert session.records == [{"name": "lr_transfer", "test": test, "values": {"name": "mup", "slope": [0.1, -0.05]}}]
 
 
 @pytest.mark.parametrize(("name", "values"), [("t", {"x": torch.zeros(1)}), (3, {})])
@@ -397,7 +391,7 @@ def test_sweep_needs_a_family_when_the_session_has_none() -> None:
         session.sweep(lrs=(1e-3,))
 
 
-def test_terminal_summary_lists_record_names_only_when_there_are_records(pytester: pytest.Pytester) -> None:
+def test_terminal_summary_tables_the_records_only_when_there_are_records(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
         """
@@ -411,6 +405,7 @@ def test_terminal_summary_lists_record_names_only_when_there_are_records(pyteste
         """,
     )
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*= scaling =*", "3 records (cpu tier, cpu):", "  lr_transfer: 2", "  coord_check: 1"])
+    result.stdout.fnmatch_lines(["*= scaling =*", "3 records (cpu tier, cpu):", "test * status", "-*",
+                                 "*::test_a * pass", "*::test_a * pass", "*::test_a * pass"])
     quiet = run(pytester, "def test_b(scaling):\n    pass\n")
     assert "= scaling =" not in quiet.stdout.str()
