@@ -8,6 +8,10 @@ chunk finishes, so an interrupted sweep resumes with only the missing runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import importlib
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -89,6 +93,19 @@ class SweepResult:
         }
 
 
+# The modules whose code decides what a run computes: a change to any of them retrains.
+_ENGINE_MODULES = ("train", "members", "optim", "probes", "parametrization", "family", "tasks")
+
+
+@functools.lru_cache(maxsize=1)
+def engine_fingerprint() -> str:
+    """Hash of the training engine's source, part of every run's cache key."""
+    digest = hashlib.sha256()
+    for name in _ENGINE_MODULES:
+        digest.update(inspect.getsource(importlib.import_module(f"{__package__}.{name}")).encode())
+    return digest.hexdigest()[:16]
+
+
 def _seed_mean(table: np.ndarray) -> np.ndarray:
     """Mean over seeds; a diverged seed makes the cell +inf (it counts as diverged)."""
     with np.errstate(invalid="ignore"):
@@ -137,7 +154,7 @@ def sweep(
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     device = torch.device(device)
     fingerprint = family.fingerprint()
-    config_dict = config.to_dict()
+    config_dict = {**config.to_dict(), "engine": engine_fingerprint(), "torch": torch.__version__}
     keys = {
         (w, lr, s): run_key(family_fingerprint=fingerprint, width=w, lr=lr, seed=s, config=config_dict, device_kind=device.type)
         for w in widths
