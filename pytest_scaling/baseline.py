@@ -21,6 +21,7 @@ from pytest_scaling.report.model import SCHEMA_VERSION
 DEFAULT_RELATIVE_BAND = 0.1
 DEFAULT_ABSOLUTE_BAND = 1e-3
 COMPARABLE_ON: tuple[str, ...] = ("tier", "device")
+VERDICTS: tuple[str, ...] = ("regressed", "improved")
 
 
 def noise_band(value: float, ci: list[float] | None) -> float:
@@ -74,7 +75,14 @@ class Comparison:
 
 
 def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
-    """Fill each comparable record's ``baseline`` and, where it passed, turn its status to regressed or improved."""
+    """Fill each comparable record's ``baseline`` and, where it passed, turn its status to regressed or improved.
+
+    Any earlier comparison in ``report`` is undone first, so a saved report can be compared again.
+    """
+    for record in report["records"]:
+        record["baseline"] = None
+        if record["status"] in VERDICTS:
+            record["status"] = "pass"
     comparison = Comparison(warning=mismatch(baseline, report["environment"]))
     if comparison.warning:
         return comparison
