@@ -136,3 +136,12 @@ def test_the_ini_key_names_reports_from_the_rootdir(suite: pytest.Pytester) -> N
     suite.makeini("[pytest]\nscaling_report = out/r.md out/r.json\n")
     inline(suite, "-k", "coord")
     assert (suite.path / "out/r.md").exists() and (suite.path / "out/r.json").exists()
+
+
+def test_records_from_xdist_workers_reach_the_report(suite: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    result = inline(suite, "-p", "no:benchmark", "-n", "2", "--scaling-report", "r.json")
+    result.assert_outcomes(passed=2, failed=1)
+    records = json.loads((suite.path / "r.json").read_text())["records"]
+    assert sorted((record["name"], record["status"]) for record in records) == [
+        ("coord_check[tiny]", "pass"), ("lr_transfer[tiny]", "pass"), ("wider_is_better[tiny]", "fail")]

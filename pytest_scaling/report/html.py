@@ -28,6 +28,15 @@ def _mean(values: list[Any]) -> float:
     return sum(numbers) / len(numbers) if numbers else float("nan")
 
 
+def _width_axis(axes: Axes) -> None:
+    """A log2 width axis labelled with plain numbers (widths are powers of two)."""
+    from matplotlib.ticker import ScalarFormatter
+
+    axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.set_xlabel("width")
+
+
 def _plot_lr_transfer(axes: Axes, record: dict[str, Any]) -> None:
     """Seed-mean final loss against LR, one line per width coloured by width: the muP transfer picture."""
     from matplotlib import colormaps
@@ -45,7 +54,8 @@ def _plot_optimal_lr(axes: Axes, record: dict[str, Any]) -> None:
     """log2 of the optimal LR against width, with the recorded slope."""
     data = record["data"]
     axes.plot(data["widths"], data["mean_log2_lr"], "o-")
-    axes.set(xscale="log", xlabel="width", ylabel="log2 optimal LR", title=f"η* vs width (slope {record['value']:.3g})")
+    _width_axis(axes)
+    axes.set(ylabel="log2 optimal LR", title=f"η* vs width (slope {record['value']:.3g})")
 
 
 def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
@@ -55,6 +65,9 @@ def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
         axes.plot(range(1, len(slopes) + 1), slopes, "o-", label=layer)
     if isinstance(record["threshold"], (int, float)):
         axes.axhline(record["threshold"], color="red", linestyle="--", label="threshold")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="step", ylabel="slope of log size on log width", title="coordinate check per layer")
     axes.legend(fontsize="small")
 
@@ -63,7 +76,8 @@ def _plot_width_losses(axes: Axes, record: dict[str, Any]) -> None:
     """Loss against width at one LR."""
     data = record["data"]
     axes.plot(data["widths"], data["losses"], "o-")
-    axes.set(xscale="log", xlabel="width", ylabel="final loss", title="loss vs width at the tuned LR")
+    _width_axis(axes)
+    axes.set(ylabel="final loss", title="loss vs width at the tuned LR")
 
 
 def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
