@@ -73,6 +73,13 @@ class Comparison:
     improved: list[str] = field(default_factory=list)
     warning: str | None = None
 
+    def notes(self) -> list[str]:
+        """The lines that follow the records table: the warning, then the regressed records by name."""
+        notes = [f"warning: {self.warning}; nothing was compared"] if self.warning else []
+        if self.regressed:
+            notes.append(f"regressed beyond the baseline's noise band: {', '.join(self.regressed)}")
+        return notes
+
 
 def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     """Fill each comparable record's ``baseline`` and, where it passed, turn its status to regressed or improved.

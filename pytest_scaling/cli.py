@@ -41,13 +41,8 @@ def _compare(args: argparse.Namespace) -> int:
     """Compare NEW.json with BASE.json, print the table, and exit 1 if any record regressed."""
     baseline, report = _load_baseline(args.base), load(args.new, "report")
     comparison = compare(report, baseline)
-    print(table(report, "simple"))
-    if comparison.warning:
-        print(f"warning: {comparison.warning}; nothing was compared")
-    if comparison.regressed:
-        print(f"regressed beyond the baseline's noise band: {', '.join(comparison.regressed)}")
-        return EXIT_REGRESSED
-    return 0
+    print("\n".join([table(report, "simple"), *comparison.notes()]))
+    return EXIT_REGRESSED if comparison.regressed else 0
 
 
 def parser() -> argparse.ArgumentParser:

@@ -428,8 +428,10 @@ def scaling(
 
 
 def _report(config: pytest.Config) -> dict[str, Any] | None:
-    """The run's report: its records (this process's and the xdist workers') with their tests' statuses, compared
-    with the baseline; None when nothing asked for one and nothing was recorded."""
+    """The run's records (this process's and xdist workers') with their tests' statuses, compared with any baseline.
+
+    None when nothing was recorded and no report or baseline was asked for.
+    """
     settings, run = config.stash[_SETTINGS], config.stash[_RUN]
     session = config.stash.get(_SESSION, None)
     raw = (session.records if session is not None else []) + run.worker_records
@@ -467,18 +469,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
-    """A "scaling" section: the records as a table with status and baseline delta, then any baseline warning and
-    the regressed records by name."""
+    """A "scaling" section: the records as a table with status and baseline delta, then the comparison's notes."""
     run = config.stash.get(_RUN, None)
     if run is None or run.report is None or not run.report["records"]:
         return
-    report, comparison = run.report, run.comparison
-    env = report["environment"]
+    report, comparison, env = run.report, run.comparison, run.report["environment"]
     terminalreporter.section("scaling")
     terminalreporter.write_line(f"{len(report['records'])} records ({env['tier']} tier, {env['device']}):")
     terminalreporter.write_line(table(report, "simple"))
-    if comparison is not None and comparison.warning:
-        terminalreporter.write_line(f"warning: {comparison.warning}; nothing was compared", yellow=True)
-    if comparison is not None and comparison.regressed:
-        terminalreporter.write_line(f"regressed beyond the baseline's noise band: {', '.join(comparison.regressed)}",
-                                    red=True, bold=True)
+    for note in comparison.notes() if comparison is not None else []:
+        terminalreporter.write_line(note, yellow=True, bold=True)
