@@ -60,16 +60,18 @@ def _plot_optimal_lr(axes: Axes, record: dict[str, Any]) -> None:
 
 def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
     """Per layer, the slope of log activation size on log width at each step, within ± the threshold."""
-    data = record["data"]
-    for layer, slopes in zip(data["layers"], data["slopes"]):
-        axes.plot(range(1, len(slopes) + 1), slopes, "o-", label=layer)
-    if isinstance(record["threshold"], (int, float)):
-        axes.axhline(record["threshold"], color="red", linestyle="--", label="threshold")
+    from matplotlib import colormaps
     from matplotlib.ticker import MaxNLocator
 
+    data = record["data"]
+    colours = colormaps["tab20"]
+    for i, (layer, slopes) in enumerate(zip(data["layers"], data["slopes"])):
+        axes.plot(range(1, len(slopes) + 1), slopes, "o-", color=colours(i % 20), label=layer)
+    if isinstance(record["threshold"], (int, float)):
+        axes.axhline(record["threshold"], color="red", linestyle="--", label="threshold")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="step", ylabel="slope of log size on log width", title="coordinate check per layer")
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
 def _plot_width_losses(axes: Axes, record: dict[str, Any]) -> None:
