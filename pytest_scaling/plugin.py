@@ -1,4 +1,4 @@
-"""pytest hooks for pytest-scaling: options, the ``scaling`` marker, fixtures, reports, baselines and the terminal summary.
+"""pytest hooks for pytest-scaling: options, the ``scaling`` marker, fixtures, reports, baselines, terminal summary.
 
 It wires the command line and ini file to the library; it holds no science.
 """
@@ -222,7 +222,7 @@ def _reject_not_yet_implemented(config: pytest.Config) -> None:
 
 
 def _given_path(config: pytest.Config, dest: str) -> list[Path]:
-    """The path(s) of a path option: from the invocation directory on the command line, from the rootdir in the ini file."""
+    """A path option's path(s): from the invocation directory on the command line, from the rootdir in the ini."""
     given = _given(config, dest)
     if given is None:
         return []
@@ -287,10 +287,10 @@ def pytest_configure(config: pytest.Config) -> None:
     executor = _executor(config)
     _reject_not_yet_implemented(config)
     family_spec = _family_spec(config)
-    save_baseline = _given_path(config, "scaling_save_baseline")
+    save_baseline = next(iter(_given_path(config, "scaling_save_baseline")), None)
     config.stash[_SETTINGS] = _Settings(
         tier, _device_type(config, tier), n_seeds, family_spec, _cache_dir(config), executor,
-        reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline[0] if save_baseline else None,
+        reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline,
     )
     config.stash[_RUN] = run = _Run()
     config.pluginmanager.register(run, "scaling-run")

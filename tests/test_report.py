@@ -19,8 +19,9 @@ SUITE = """
 
 
     def test_transfer(scaling):
-        scaling.record("lr_transfer[tiny]", property="lr_transfer", family="tiny", value=SLOPE, ci=[SLOPE - 0.02, SLOPE + 0.02],
-                       threshold=0.3, widths=[8, 16], lrs=[0.01, 0.1], mean_log2_lr=[-5.0, -5.1],
+        scaling.record("lr_transfer[tiny]", property="lr_transfer", family="tiny", value=SLOPE,
+                       ci=[SLOPE - 0.02, SLOPE + 0.02], threshold=0.3, widths=[8, 16], lrs=[0.01, 0.1],
+                       mean_log2_lr=[-5.0, -5.1],
                        losses=[[[1.0, 1.1], [0.8, None]], [[0.9, 0.95], [0.7, 0.75]]])
 
     def test_coord(scaling):
@@ -86,7 +87,9 @@ def test_an_unchanged_run_against_its_baseline_passes(suite: pytest.Pytester, mo
     assert all(record["baseline"]["delta"] == 0 for record in records)
 
 
-@pytest.mark.parametrize(("slope", "status", "code"), [(0.2, "regressed", 1), (-0.2, "regressed", 1), (0.0, "improved", 0)])
+@pytest.mark.parametrize(
+    ("slope", "status", "code"), [(0.2, "regressed", 1), (-0.2, "regressed", 1), (0.0, "improved", 0)]
+)
 def test_a_metric_beyond_its_band_is_regressed_or_improved(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, slope: float, status: str, code: int
 ) -> None:

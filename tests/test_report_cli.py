@@ -19,7 +19,8 @@ ENV = {"tier": "cpu", "device": "cpu", "torch": "2.x", "commit": None}
 def _report(slope: float) -> dict[str, Any]:
     """A report with one lr_transfer record of this slope (CI ±0.02) and one record without a value."""
     raw = [{"name": "lr_transfer[m]", "test": "t.py::test_a",
-            "values": {"property": "lr_transfer", "value": slope, "ci": [slope - 0.02, slope + 0.02], "threshold": 0.3}},
+            "values": {"property": "lr_transfer", "value": slope, "ci": [slope - 0.02, slope + 0.02],
+                       "threshold": 0.3}},
            {"name": "note", "test": "t.py::test_b", "values": {"widths": [8, 16]}}]
     return make_report([make_record(record, "pass") for record in raw], ENV)
 

@@ -92,7 +92,8 @@ def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
             axes.axhline(sign * record["threshold"], color="red", linestyle="--")
     if record["baseline"]:
         base = record["baseline"]
-        axes.axhspan(base["value"] - base["band"], base["value"] + base["band"], color="grey", alpha=0.3, label="baseline")
+        axes.axhspan(base["value"] - base["band"], base["value"] + base["band"], color="grey", alpha=0.3,
+                     label="baseline")
     axes.set(xticks=[], ylabel=record["property"] or "value", title=record["name"])
     axes.legend(fontsize="small")
 

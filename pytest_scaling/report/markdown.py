@@ -11,7 +11,8 @@ from pytest_scaling.report.table import table
 def environment_line(env: dict[str, Any]) -> str:
     """The environment in one line: tier, device, torch and the short commit."""
     commit = (env.get("commit") or "unknown")[:12]
-    return f"tier `{env.get('tier')}` · device `{env.get('device')}` · torch `{env.get('torch')}` · commit `{commit}`"
+    return (f"tier `{env.get('tier')}` · device `{env.get('device')}` · torch `{env.get('torch')}` · "
+            f"commit `{commit}`")
 
 
 def render(report: dict[str, Any]) -> str:
