@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_scaling.report.model import SCHEMA_VERSION
+from pytest_scaling.report.model import SCHEMA_VERSION, ci_bounds, is_number
 
 DEFAULT_RELATIVE_BAND = 0.1
 DEFAULT_ABSOLUTE_BAND = 1e-3
@@ -24,16 +24,12 @@ COMPARABLE_ON: tuple[str, ...] = ("tier", "device")
 VERDICTS: tuple[str, ...] = ("regressed", "improved")
 
 
-def noise_band(value: float, ci: list[float] | None) -> float:
+def noise_band(value: float, ci: Any) -> float:
     """The band within which a metric's change counts as noise (see the module docstring)."""
-    if ci is not None and len(ci) == 2 and all(isinstance(bound, (int, float)) for bound in ci):
-        return abs(ci[1] - ci[0]) / 2
+    bounds = ci_bounds(ci)
+    if bounds is not None:
+        return abs(bounds[1] - bounds[0]) / 2
     return max(DEFAULT_RELATIVE_BAND * abs(value), DEFAULT_ABSOLUTE_BAND)
-
-
-def _is_number(value: Any) -> bool:
-    """True for an int or float value (JSON has no other numbers; bools are not metrics)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def make_baseline(report: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +38,7 @@ def make_baseline(report: dict[str, Any]) -> dict[str, Any]:
         record["name"]: {"test": record["test"], "property": record["property"], "value": record["value"],
                          "band": noise_band(record["value"], record["ci"])}
         for record in report["records"]
-        if record["status"] == "pass" and _is_number(record["value"])
+        if record["status"] == "pass" and is_number(record["value"])
     }
     return {"schema_version": SCHEMA_VERSION, "kind": "baseline", "environment": report["environment"],
             "metrics": metrics}
@@ -95,9 +91,9 @@ def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
         return comparison
     for record in report["records"]:
         base = baseline["metrics"].get(record["name"])
-        if not isinstance(base, dict) or not _is_number(base.get("value")) or not _is_number(record["value"]):
+        if not isinstance(base, dict) or not is_number(base.get("value")) or not is_number(record["value"]):
             continue
-        band = base["band"] if _is_number(base.get("band")) else noise_band(base["value"], None)
+        band = base["band"] if is_number(base.get("band")) else noise_band(base["value"], None)
         record["baseline"] = {"value": base["value"], "band": band, "delta": record["value"] - base["value"]}
         found = verdict(record["value"], base["value"], band)
         if found and record["status"] == "pass":

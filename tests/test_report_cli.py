@@ -85,3 +85,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
 def test_an_unknown_output_format_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", _write(tmp_path / "r.json", _report(0.05)), "-o", str(tmp_path / "r.txt")]) == 2
     assert "cannot tell the report format of .txt" in capsys.readouterr().err
+
+
+def test_data_a_figure_cannot_use_is_noted_in_the_html(tmp_path: Path) -> None:
+    report = _report(0.05)
+    report["records"][0]["data"] = {"widths": [8, 16], "lrs": [0.1], "losses": [1.0, 2.0]}
+    assert main(["report", _write(tmp_path / "r.json", report), "-o", str(tmp_path / "r.html")]) == 0
+    assert "(no figure: the recorded data does not fit one: " in (tmp_path / "r.html").read_text()

@@ -12,7 +12,8 @@ import io
 from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_scaling.report.markdown import environment_line
-from pytest_scaling.report.table import table
+from pytest_scaling.report.model import ci_bounds, is_number
+from pytest_scaling.report.table import number, table
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,7 +25,7 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
 
 def _mean(values: list[Any]) -> float:
     """Mean of the non-null numbers in ``values`` (NaN when there are none: a diverged or missing run)."""
-    numbers = [value for value in values if isinstance(value, (int, float))]
+    numbers = [value for value in values if is_number(value)]
     return sum(numbers) / len(numbers) if numbers else float("nan")
 
 
@@ -55,7 +56,7 @@ def _plot_optimal_lr(axes: Axes, record: dict[str, Any]) -> None:
     data = record["data"]
     axes.plot(data["widths"], data["mean_log2_lr"], "o-")
     _width_axis(axes)
-    axes.set(ylabel="log2 optimal LR", title=f"η* vs width (slope {record['value']:.3g})")
+    axes.set(ylabel="log2 optimal LR", title=f"η* vs width (slope {number(record['value'])})")
 
 
 def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
@@ -67,7 +68,7 @@ def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
     colours = colormaps["tab20"]
     for i, (layer, slopes) in enumerate(zip(data["layers"], data["slopes"])):
         axes.plot(range(1, len(slopes) + 1), slopes, "o-", color=colours(i % 20), label=layer)
-    if isinstance(record["threshold"], (int, float)):
+    if is_number(record["threshold"]):
         axes.axhline(record["threshold"], color="red", linestyle="--", label="threshold")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="step", ylabel="slope of log size on log width", title="coordinate check per layer")
@@ -84,10 +85,10 @@ def _plot_width_losses(axes: Axes, record: dict[str, Any]) -> None:
 
 def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
     """The value with its CI, against ± the threshold and the baseline's band."""
-    ci = record["ci"]
-    error = [[record["value"] - ci[0]], [ci[1] - record["value"]]] if ci else None
+    bounds = ci_bounds(record["ci"])
+    error = [[record["value"] - bounds[0]], [bounds[1] - record["value"]]] if bounds else None
     axes.errorbar([0], [record["value"]], yerr=error, fmt="o", capsize=6, label="value")
-    if isinstance(record["threshold"], (int, float)):
+    if is_number(record["threshold"]):
         for sign in (1, -1):
             axes.axhline(sign * record["threshold"], color="red", linestyle="--")
     if record["baseline"]:
@@ -109,7 +110,7 @@ FIGURES: dict[str, tuple[tuple[Callable[[Axes, dict[str, Any]], None], tuple[str
 def _panels(record: dict[str, Any]) -> list[Callable[[Axes, dict[str, Any]], None]]:
     """The panels for a record: its property's whose data is present, else the value panel if it has a value."""
     panels = [plot for plot, keys in FIGURES.get(record["property"], ()) if all(key in record["data"] for key in keys)]
-    if not panels and isinstance(record["value"], (int, float)):
+    if not panels and is_number(record["value"]):
         panels = [_plot_value]
     return panels
 
@@ -132,12 +133,21 @@ def figure(record: dict[str, Any]) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _figure_html(record: dict[str, Any]) -> str:
+    """The record's figure as an <img>, or a note saying why there is none (recorded data a figure cannot use
+    is noted, not fatal: the rest of the report still renders)."""
+    try:
+        image = figure(record)
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        return f"<p>(no figure: the recorded data does not fit one: {html.escape(str(exc))})</p>"
+    return f'<img alt="{html.escape(record["name"])}" src="{image}">' if image else "<p>(no figure data recorded)</p>"
+
+
 def _section(record: dict[str, Any]) -> str:
     """One record's heading, status and figure."""
-    image = figure(record)
     title = html.escape(f"{record['test']} — {record['name']}")
-    img = f'<img alt="{html.escape(record["name"])}" src="{image}">' if image else "<p>(no figure data recorded)</p>"
-    return f"<section><h2>{title}</h2><p>status: <b>{html.escape(record['status'])}</b></p>{img}</section>"
+    status = html.escape(record["status"])
+    return f"<section><h2>{title}</h2><p>status: <b>{status}</b></p>{_figure_html(record)}</section>"
 
 
 def render(report: dict[str, Any]) -> str:

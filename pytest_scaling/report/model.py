@@ -55,6 +55,18 @@ def make_report(records: Iterable[dict[str, Any]], env: dict[str, Any]) -> dict[
     return {"schema_version": SCHEMA_VERSION, "kind": "report", "environment": env, "records": list(records)}
 
 
+def is_number(value: Any) -> bool:
+    """True for an int or float value (JSON has no other numbers; bools are not metrics)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def ci_bounds(ci: Any) -> tuple[float, float] | None:
+    """A recorded CI as (low, high), or None when it is missing or not two numbers."""
+    if isinstance(ci, list) and len(ci) == 2 and all(is_number(bound) for bound in ci):
+        return ci[0], ci[1]
+    return None
+
+
 def dump_json(document: dict[str, Any]) -> str:
     """A report or baseline as indented JSON text (reviewable in a diff)."""
     return json.dumps(document, indent=2) + "\n"

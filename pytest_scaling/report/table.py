@@ -6,10 +6,12 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_scaling.report.model import ci_bounds
+
 HEADERS: tuple[str, ...] = ("test", "property", "value", "CI", "threshold", "baseline", "Δ", "status")
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     """A number in 4 significant digits; anything else (null included) as "-" or its text."""
     if value is None:
         return "-"
@@ -20,16 +22,17 @@ def _number(value: Any) -> str:
 
 def _ci(ci: Any) -> str:
     """A CI as "[low, high]", or "-"."""
-    return f"[{_number(ci[0])}, {_number(ci[1])}]" if isinstance(ci, list) and len(ci) == 2 else "-"
+    bounds = ci_bounds(ci)
+    return f"[{number(bounds[0])}, {number(bounds[1])}]" if bounds else "-"
 
 
 def row(record: dict[str, Any]) -> list[str]:
     """One record's cells, in HEADERS order."""
     base = record["baseline"] or {}
-    baseline = f"{_number(base['value'])} ± {_number(base['band'])}" if base else "-"
+    baseline = f"{number(base['value'])} ± {number(base['band'])}" if base else "-"
     delta = f"{base['delta']:+.3g}" if base else "-"
-    return [record["test"], record["property"] or "-", _number(record["value"]), _ci(record["ci"]),
-            _number(record["threshold"]), baseline, delta, record["status"]]
+    return [record["test"], record["property"] or "-", number(record["value"]), _ci(record["ci"]),
+            number(record["threshold"]), baseline, delta, record["status"]]
 
 
 def table(report: dict[str, Any], tablefmt: str) -> str:
