@@ -148,3 +148,10 @@ def test_records_from_xdist_workers_reach_the_report(suite: pytest.Pytester) -> 
     records = json.loads((suite.path / "r.json").read_text())["records"]
     assert sorted((record["name"], record["status"]) for record in records) == [
         ("coord_check[tiny]", "pass"), ("lr_transfer[tiny]", "pass"), ("wider_is_better[tiny]", "fail")]
+
+
+def test_the_markdown_report_tallies_statuses_per_family(suite: pytest.Pytester) -> None:
+    inline(suite, "--scaling-report", "r.md")
+    markdown = (suite.path / "r.md").read_text()
+    assert "**1 fail, 2 pass**" in markdown
+    assert "| family " in markdown and "| tiny " in markdown

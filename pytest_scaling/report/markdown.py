@@ -1,10 +1,13 @@
-"""The markdown report: a GitHub table of the records that fits a PR comment or a step summary."""
+"""The markdown report: GitHub tables of the records and of each family's statuses, for a PR comment or step summary."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+from tabulate import tabulate
+
+from pytest_scaling.report.model import STATUSES
 from pytest_scaling.report.table import table
 
 
@@ -15,11 +18,20 @@ def environment_line(env: dict[str, Any]) -> str:
             f"commit `{commit}`")
 
 
+def _families(report: dict[str, Any]) -> str:
+    """One row per family: how many of its records have each status."""
+    counts: dict[str, Counter[str]] = {}
+    for record in report["records"]:
+        counts.setdefault(record["family"] or "-", Counter())[record["status"]] += 1
+    rows = [[family, *(tally[status] for status in STATUSES)] for family, tally in counts.items()]
+    return tabulate(rows, headers=("family", *STATUSES), tablefmt="github")
+
+
 def render(report: dict[str, Any]) -> str:
-    """The report as markdown: heading, environment, status counts, then the records table."""
+    """The report as markdown: heading, environment, status counts, the records table, then the per-family table."""
     counts = Counter(record["status"] for record in report["records"])
     tally = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no records"
     parts = ["## Scaling report", "", environment_line(report["environment"]), "", f"**{tally}**", ""]
     if report["records"]:
-        parts += [table(report, "github"), ""]
+        parts += [table(report, "github"), "", "### Per family", "", _families(report), ""]
     return "\n".join(parts)

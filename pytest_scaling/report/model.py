@@ -2,7 +2,7 @@
 
 A report is ``{"schema_version", "kind": "report", "environment", "records": [...]}``; each record
 holds ``name``, ``test`` (the pytest node id, or the name when recorded outside a test), ``status``
-(pass, fail, skip, regressed, improved), the standard fields ``property``, ``family``, ``value``,
+(one of STATUSES), the standard fields ``property``, ``family``, ``value``,
 ``ci`` ([low, high] or null), ``threshold``, ``baseline`` (null, or ``{"value", "band", "delta"}``)
 and ``data``: every other recorded value (the plot data), so a report can be re-rendered or compared later.
 """
@@ -16,6 +16,9 @@ from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
 STANDARD_FIELDS: tuple[str, ...] = ("property", "family", "value", "ci", "threshold")
+#: pass / fail: the test's outcome; inconclusive: the test was skipped, or the record was made outside a test;
+#: regressed / improved: a passing test's value moved beyond the baseline's noise band (see pytest_scaling.baseline).
+STATUSES: tuple[str, ...] = ("pass", "fail", "regressed", "improved", "inconclusive")
 
 
 class ReportError(Exception):
