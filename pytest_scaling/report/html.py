@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_scaling.report.markdown import environment_line
 from pytest_scaling.report.model import ci_bounds, is_number
-from pytest_scaling.report.table import number, table
+from pytest_scaling.report.table import HEADERS, number, row, table
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -144,10 +144,12 @@ def _figure_html(record: dict[str, Any]) -> str:
 
 
 def _section(record: dict[str, Any]) -> str:
-    """One record's heading, status and figure."""
+    """One record's heading, its table cells in one line (status in bold), and its figure."""
     title = html.escape(f"{record['test']} — {record['name']}")
-    status = html.escape(record["status"])
-    return f"<section><h2>{title}</h2><p>status: <b>{status}</b></p>{_figure_html(record)}</section>"
+    cells = dict(zip(HEADERS[1:], row(record)[1:]))
+    status = html.escape(cells.pop("status"))
+    facts = " · ".join(html.escape(f"{header} {cell}") for header, cell in cells.items() if cell != "-")
+    return f"<section><h2>{title}</h2><p><b>{status}</b> · {facts}</p>{_figure_html(record)}</section>"
 
 
 def render(report: dict[str, Any]) -> str:
