@@ -70,10 +70,11 @@ class Comparison:
     warning: str | None = None
 
     def notes(self) -> list[str]:
-        """The lines that follow the records table: the warning, then the regressed records by name."""
+        """The lines that follow the records table: the warning, then the regressed and improved records by name."""
         notes = [f"warning: {self.warning}; nothing was compared"] if self.warning else []
-        if self.regressed:
-            notes.append(f"regressed beyond the baseline's noise band: {', '.join(self.regressed)}")
+        for verdict_name, names in zip(VERDICTS, (self.regressed, self.improved)):
+            if names:
+                notes.append(f"{verdict_name} beyond the baseline's noise band: {', '.join(names)}")
         return notes
 
 

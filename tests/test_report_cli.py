@@ -49,7 +49,8 @@ def test_compare_exits_1_on_regressions(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["compare", base, new]) == code
     out = capsys.readouterr().out
     assert out.splitlines()[2].endswith(status)
-    assert ("regressed beyond the baseline's noise band: lr_transfer[m]" in out) == (code == 1)
+    assert ("regressed beyond the baseline's noise band: lr_transfer[m]" in out) == (status == "regressed")
+    assert ("improved beyond the baseline's noise band: lr_transfer[m]" in out) == (status == "improved")
 
 
 def test_compare_takes_a_report_as_the_base_and_redoes_an_earlier_comparison(tmp_path: Path) -> None:
