@@ -32,6 +32,36 @@ class TransferGrid:
     wider_rtol: float
 
 
+@dataclass(frozen=True)
+class StabilityGrid:
+    """LR sensitivity and logit stability (Wortsman et al.): widths x LRs up to eta_max (the last LR).
+
+    Trained with Wortsman et al.'s recipe (AdamW, warmup + cosine, clip 1.0, independent weight decay
+    ``weight_decay``), attention and output logits probed every ``probe_every`` steps. ``max_sensitivity``
+    bounds S; a run's max attention logit or |log Z| past its cap counts as diverged. ``stacking`` is the
+    sweep's (on 2 CPU cores stacked GPT runs were slower than a per-run loop); ``seeds`` caps the session's
+    seeds (None: all of them)."""
+
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    steps: int
+    batch_size: int
+    warmup: int
+    probe_every: int
+    max_sensitivity: float
+    attention_logit_cap: float
+    log_z_cap: float
+    weight_decay: float = 1e-4
+    stacking: str = "auto"
+    seeds: int | None = None
+
+
+def _log10_grid(lo: float, hi: float, per_decade: int = 2) -> tuple[float, ...]:
+    """10^lo .. 10^hi, ``per_decade`` LRs per decade."""
+    n = round((hi - lo) * per_decade)
+    return tuple(10.0 ** (lo + i / per_decade) for i in range(n + 1))
+
+
 def _log2_grid(lo: int, hi: int) -> tuple[float, ...]:
     return tuple(2.0**e for e in range(lo, hi + 1))
 
@@ -47,6 +77,7 @@ class Tier:
     description: str
     coord_check: CoordCheckGrid
     lr_transfer: TransferGrid
+    stability: StabilityGrid
 
 
 TIERS: dict[str, Tier] = {
@@ -57,18 +88,26 @@ TIERS: dict[str, Tier] = {
             coord_check=CoordCheckGrid(widths=(32, 64, 128), lr=1e-2, steps=3, batch_size=16, max_abs_slope=0.15),
             lr_transfer=TransferGrid(widths=(32, 64, 128), lrs=_log2_grid(-12, -4), steps=100, batch_size=64,
                                      max_abs_slope=0.25, wider_rtol=0.02),
+            stability=StabilityGrid(widths=(32, 64), lrs=_log10_grid(-2.5, -0.5, per_decade=1), steps=40, batch_size=16, warmup=4,
+                                    probe_every=5, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
         ),
         Tier(
             "cpu", "cpu", 2, "small widths on 2 CPU cores: within 10 minutes; the default",
             coord_check=CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=32, max_abs_slope=0.15),
             lr_transfer=TransferGrid(widths=(128, 256, 512), lrs=_log2_grid(-14, -4), steps=300, batch_size=128,
                                      max_abs_slope=0.25, wider_rtol=0.01),
+            # Calibrated on one seed (benchmarks/RESULTS.md); the smoke and gpu stability grids are not calibrated yet.
+            stability=StabilityGrid(widths=(64, 128), lrs=_log10_grid(-3, -0.5), steps=250, batch_size=32, warmup=25,
+                                    probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, stacking="none",
+                                    seeds=1),
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
             coord_check=CoordCheckGrid(widths=(256, 512, 1024, 2048, 4096), lr=1e-2, steps=5, batch_size=64, max_abs_slope=0.15),
             lr_transfer=TransferGrid(widths=(256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000, batch_size=256,
                                      max_abs_slope=0.25, wider_rtol=0.01),
+            stability=StabilityGrid(widths=(128, 256, 512, 1024), lrs=_log10_grid(-4, -0.5), steps=1000, batch_size=64,
+                                    warmup=100, probe_every=50, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
         ),
     )
 }
