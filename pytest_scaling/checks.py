@@ -59,7 +59,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     sizes = _layer_sizes(runs, layers)[:, 1:, :]
     slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
     scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
-                   value=slopes.max_abs_slope, threshold=grid.max_abs_slope, widths=list(result.widths),
+                   value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),
                    slopes=slopes.slopes.tolist(), layers=layers)
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
@@ -86,8 +86,8 @@ def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None
     tuned_lr = result.lrs[int(np.argmin(seed_mean[0]))]
     trend = metrics.fixed_lr_width_trend(result.widths, result.losses_at_lr(tuned_lr))
     scaling.record(f"wider_is_better[{family.name}]", property="wider_is_better", family=family.name,
-                   lr=tuned_lr, widths=list(result.widths), losses=result.losses_at_lr(tuned_lr).tolist(),
-                   threshold=grid.wider_rtol)
+                   value=float(trend.max_rel_increase), lr=tuned_lr, widths=list(result.widths),
+                   losses=result.losses_at_lr(tuned_lr).tolist(), threshold=grid.wider_rtol)
     return assert_wider_is_better(trend, rtol=grid.wider_rtol)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,13 @@ def test_the_suite_checks_a_users_own_gpt(pytester: pytest.Pytester, how: str) -
         test_suite=(REPO / "scaling_tests" / "test_mup.py").read_text(),
         my_models=(REPO / "examples" / "my_models.py").read_text(),
     )
-    args = ["-k", "test_coord_check and not builtin", "--scaling-tier", "smoke", "--scaling-no-cache", "-p", "no:cacheprovider"]
+    args = ["-k", "test_coord_check and not builtin", "--scaling-tier", "smoke", "--scaling-no-cache", "-p", "no:cacheprovider",
+            "--scaling-report", "report.json"]
     if how == "conftest override":
         pytester.makeconftest(OVERRIDE)
     else:
         args += ["--scaling-family", "my_models:family"]
     result = pytester.runpytest_subprocess(*args)
     result.assert_outcomes(passed=1, deselected=3)
-    assert "my-gpt" in result.stdout.str()
+    records = json.loads((pytester.path / "report.json").read_text())["records"]
+    assert [(r["property"], r["family"], r["status"]) for r in records] == [("coord_check", "my-gpt", "pass")]
