@@ -1,12 +1,4 @@
-"""The suite's properties as library calls: sweep, metric, assertion, record.
-
-Each check takes the ``scaling`` session object and a family, runs what it needs through the
-session's sweep (so runs are cached, stacked and on the session's device), asserts, records the
-evidence for the report, and returns the result. A user's own scaling test is three lines:
-
-    def test_my_model_transfers(scaling, model_family):
-        pytest_scaling.checks.lr_transfer(scaling, model_family)
-"""
+"""Transformer stability properties (Wortsman et al.): LR sensitivity, qk-layernorm's effect, no logit divergence."""
 
 from __future__ import annotations
 
@@ -16,79 +8,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from . import metrics
-from .assertions import (
-    assert_coord_check,
-    assert_lr_sensitivity,
-    assert_lr_transfer,
-    assert_no_logit_divergence,
-    assert_wider_is_better,
-)
-from .family import ModelFamily
-from .sweep import SweepResult
-from .tiers import CoordCheckGrid, StabilityGrid, TransferGrid
-from .train import OptimizerSpec, RunResult, TrainConfig
-
-
-def _json_losses(table: np.ndarray) -> list:
-    """A loss table as JSON-able lists, non-finite (diverged) entries as None."""
-    return np.where(np.isfinite(table), table, None).tolist()
-
-
-def _layer_sizes(runs: list, layers: list[str]) -> np.ndarray:
-    """Activation sizes [layer, step, width] from one run per width."""
-    return np.array([[run.probes["activation"][layer] for run in runs] for layer in layers]).transpose(0, 2, 1)
-
-
-def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None = None) -> metrics.CoordCheckResult:
-    """No parameterised layer's mean |output| may grow with width in the first Adam steps.
-
-    Steps 1..T are asserted, growth only: at step 0 only the init speaks, and muP's readout
-    (variance 1/fan_in^2) shrinks there by design; at the first steps of a finite-width GPT it is
-    still shrinking towards its Theta(1) update part (measured: slope -0.28 at step 1, widths
-    64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5.
-    """
-    grid = grid or scaling.tier.coord_check
-    widths = grid.widths if grid.widths else family.widths
-    config = TrainConfig(
-        steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
-    )
-    result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), seeds=(0,), config=config)
-    runs = [result.run(w, grid.lr, 0) for w in result.widths]
-    layers = [name for name in runs[0].probes["activation"]]
-    sizes = _layer_sizes(runs, layers)[:, 1:, :]
-    slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
-    scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
-                   value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),
-                   slopes=slopes.slopes.tolist(), layers=layers)
-    return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
-
-
-def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
-    """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
-    grid = grid or scaling.tier.lr_transfer
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
-                           config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
-    transfer = result.lr_transfer()
-    scaling.record(f"lr_transfer[{family.name}]", property="lr_transfer", family=family.name,
-                   value=transfer.slope, ci=list(transfer.ci) if transfer.ci else None, threshold=grid.max_abs_slope,
-                   widths=list(result.widths), lrs=list(result.lrs), mean_log2_lr=transfer.mean_log2_lr.tolist(),
-                   losses=_json_losses(result.loss_table()))
-    return assert_lr_transfer(transfer, max_abs_slope=grid.max_abs_slope)
-
-
-def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
-    """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
-    grid = grid or scaling.tier.lr_transfer
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
-                           config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
-    seed_mean = result.loss_table().mean(axis=-1)
-    tuned_lr = result.lrs[int(np.argmin(seed_mean[0]))]
-    trend = metrics.fixed_lr_width_trend(result.widths, result.losses_at_lr(tuned_lr))
-    scaling.record(f"wider_is_better[{family.name}]", property="wider_is_better", family=family.name,
-                   value=float(trend.max_rel_increase), lr=tuned_lr, widths=list(result.widths),
-                   losses=result.losses_at_lr(tuned_lr).tolist(), threshold=grid.wider_rtol)
-    return assert_wider_is_better(trend, rtol=grid.wider_rtol)
+from .. import metrics
+from ..assertions import assert_lr_sensitivity, assert_no_logit_divergence
+from ..family import ModelFamily
+from ..sweep import SweepResult
+from ..tiers import StabilityGrid
+from ..train import OptimizerSpec, RunResult, TrainConfig
+from ._records import json_losses
 
 
 def _stability_config(grid: StabilityGrid) -> TrainConfig:
@@ -120,7 +46,7 @@ def _stability_sweep(scaling: Any, family: ModelFamily, grid: StabilityGrid) -> 
 def _sensitivity_record(family: ModelFamily, result: SweepResult, sensitivity: metrics.SensitivityResult) -> dict[str, Any]:
     """S per width with the seed-mean loss-vs-LR curves it comes from (S is always shown with them)."""
     return {"family": family.name, "widths": list(result.widths), "lrs": list(result.lrs),
-            "values": sensitivity.mean.tolist(), "losses": _json_losses(result.loss_table().mean(axis=-1))}
+            "values": sensitivity.mean.tolist(), "losses": json_losses(result.loss_table().mean(axis=-1))}
 
 
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
