@@ -92,11 +92,14 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
     grid = grid or scaling.tier.stability
     result = _stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
+    by_run = {key: _logit_trends(run, steps, grid) for key, run in sorted(result.runs.items())}
     trends = {f"w={w} lr={lr:.3g} seed={s} {series}": trend
-              for (w, lr, s), run in sorted(result.runs.items())
-              for series, trend in _logit_trends(run, steps, grid).items()}
+              for (w, lr, s), run_trends in by_run.items() for series, trend in run_trends.items()}
     scaling.record(f"no_logit_divergence[{family.name}]", property="no_logit_divergence", family=family.name,
                    threshold={"attention_logit_cap": grid.attention_logit_cap, "log_z_cap": grid.log_z_cap},
                    max_abs={name: t.max_abs if np.isfinite(t.max_abs) else None for name, t in trends.items()},
-                   diverged=[name for name, t in trends.items() if t.diverged or t.growing])
+                   diverged=[name for name, t in trends.items() if t.diverged or t.growing], steps=steps,
+                   runs=[{"width": w, "lr": lr, "seed": s} for w, lr, s in by_run],
+                   series={series: json_losses(np.array([run_trends[series].values for run_trends in by_run.values()]))
+                           for series in next(iter(by_run.values()), {})})
     return assert_no_logit_divergence(trends)

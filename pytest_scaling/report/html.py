@@ -9,7 +9,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import TYPE_CHECKING, Any, Callable
+import math
+from itertools import cycle
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
 
 from pytest_scaling.report.markdown import environment_line
 from pytest_scaling.report.model import ci_bounds, is_number
@@ -23,10 +27,61 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto
          "img{max-width:100%}section{margin:2em 0}")
 
 
+#: A figure panel: draws one record's data on the axes it is given.
+Panel = Callable[["Axes", dict[str, Any]], None]
+
+
 def _mean(values: list[Any]) -> float:
     """Mean of the non-null numbers in ``values`` (NaN when there are none: a diverged or missing run)."""
     numbers = [value for value in values if is_number(value)]
     return sum(numbers) / len(numbers) if numbers else float("nan")
+
+
+def _floats(values: Iterable[Any]) -> list[float]:
+    """Values as floats, anything not a finite number (None: diverged or missing) as NaN, which plots as a gap."""
+    return [float(value) if is_number(value) and math.isfinite(value) else math.nan for value in values]
+
+
+def _colours(count: int, name: str = "viridis") -> list[Any]:
+    """``count`` colours spread over a sequential colormap, so an ordered series (widths, LRs) reads in order;
+    the map's last fifth (pale yellow in viridis and plasma) is left out as too faint on white."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[name]
+    return [cmap(0.8 * i / max(count - 1, 1)) for i in range(count)]
+
+
+def _legend(axes: Axes) -> None:
+    """A small legend inside the axes, or outside on the right when it has too many entries to sit on the lines."""
+    if len(axes.get_legend_handles_labels()[0]) > 6:
+        axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        axes.legend(fontsize="small")
+
+
+def _mark_diverged(axes: Axes, xs: list[float], colour: Any) -> None:
+    """Crosses on the top edge at ``xs``: a diverged run has no value to plot, but it must not just vanish."""
+    if xs:
+        axes.plot(xs, [1.0] * len(xs), "x", color=colour, transform=axes.get_xaxis_transform(), clip_on=False)
+
+
+def _threshold_line(axes: Axes, threshold: Any, label: str = "threshold") -> None:
+    """The bound a value must stay under, as a red dashed line (none when it is not a number)."""
+    if is_number(threshold):
+        axes.axhline(threshold, color="red", linestyle="--", label=label)
+
+
+def _baseline_span(axes: Axes, record: dict[str, Any], label: str = "baseline") -> None:
+    """The baseline's value ± its noise band as a grey span, where the record was compared with one."""
+    if record["baseline"]:
+        base = record["baseline"]
+        axes.axhspan(base["value"] - base["band"], base["value"] + base["band"], color="grey", alpha=0.3, label=label)
+
+
+def _baseline_note(record: dict[str, Any]) -> str:
+    """The baseline's value ± band for a title, where the plotted quantity is not the record's value itself."""
+    base = record["baseline"]
+    return f"\nbaseline {number(base['value'])} ± {number(base['band'])}" if base else ""
 
 
 def _width_axis(axes: Axes) -> None:
@@ -38,17 +93,27 @@ def _width_axis(axes: Axes) -> None:
     axes.set_xlabel("width")
 
 
+def _plot_loss_curves(axes: Axes, widths: list[Any], lrs: list[float], rows: list[list[Any]],
+                      title: str = "loss vs LR by width") -> None:
+    """Final loss against LR, one line per width coloured by width; a diverged point (None) is a gap in its
+    line and a cross on the top edge."""
+    any_diverged = False
+    for width, row, colour in zip(widths, rows, _colours(len(widths))):
+        losses = _floats(row)
+        axes.plot(lrs, losses, "o-", color=colour, label=f"width {width}")
+        diverged = [lr for lr, loss in zip(lrs, losses) if math.isnan(loss)]
+        _mark_diverged(axes, diverged, colour)
+        any_diverged = any_diverged or bool(diverged)
+    if any_diverged:
+        axes.plot([], [], "x", color="grey", label="diverged")
+    axes.set(xscale="log", xlabel="learning rate", ylabel="final loss", title=title)
+    _legend(axes)
+
+
 def _plot_lr_transfer(axes: Axes, record: dict[str, Any]) -> None:
     """Seed-mean final loss against LR, one line per width coloured by width: the muP transfer picture."""
-    from matplotlib import colormaps
-
     data = record["data"]
-    cmap = colormaps["viridis"]
-    for i, (width, row) in enumerate(zip(data["widths"], data["losses"])):
-        axes.plot(data["lrs"], [_mean(seeds) for seeds in row], "o-", color=cmap(i / max(len(data["widths"]) - 1, 1)),
-                  label=f"width {width}")
-    axes.set(xscale="log", xlabel="learning rate", ylabel="final loss", title="loss vs LR by width")
-    axes.legend(fontsize="small")
+    _plot_loss_curves(axes, data["widths"], data["lrs"], [[_mean(seeds) for seeds in row] for row in data["losses"]])
 
 
 def _plot_optimal_lr(axes: Axes, record: dict[str, Any]) -> None:
@@ -68,8 +133,7 @@ def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
     colours = colormaps["tab20"]
     for i, (layer, slopes) in enumerate(zip(data["layers"], data["slopes"])):
         axes.plot(range(1, len(slopes) + 1), slopes, "o-", color=colours(i % 20), label=layer)
-    if is_number(record["threshold"]):
-        axes.axhline(record["threshold"], color="red", linestyle="--", label="threshold")
+    _threshold_line(axes, record["threshold"])
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="step", ylabel="slope of log size on log width", title="coordinate check per layer")
     axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -83,6 +147,163 @@ def _plot_width_losses(axes: Axes, record: dict[str, Any]) -> None:
     axes.set(ylabel="final loss", title="loss vs width at the tuned LR")
 
 
+def _power_law_is_fitted(fit: dict[str, Any]) -> bool:
+    """Whether a recorded fit has finite E, A and α (a failed fit records NaN or null)."""
+    return all(is_number(fit.get(key)) and math.isfinite(fit[key]) for key in ("E", "A", "alpha"))
+
+
+def _plot_power_law_curve(axes: Axes, fit: dict[str, Any], low: float, high: float, **style: Any) -> None:
+    """The fitted E + A·N^-α from N = ``low`` to ``high``."""
+    sizes = np.geomspace(low, high, 100)
+    axes.plot(sizes, fit["E"] + fit["A"] * sizes ** -fit["alpha"], **style)
+
+
+def _plot_size_points(axes: Axes, sizes: list[float], losses: list[Any], std: list[Any], **style: Any) -> None:
+    """Seed-mean losses against size with seed-std error bars (none where the std is missing)."""
+    error = [0.0 if math.isnan(value) else value for value in _floats(std)]
+    axes.errorbar(sizes, _floats(losses), yerr=error, fmt="o", capsize=3, **style)
+
+
+def _size_axes(axes: Axes, fit: dict[str, Any], title: str) -> None:
+    """Log-log loss against size, with the fit's irreducible loss E as a dashed line when it is positive."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    if _power_law_is_fitted(fit) and fit["E"] > 0:
+        axes.axhline(fit["E"], color="grey", linestyle="--", label=f"E = {number(float(fit['E']))}")
+    axes.set(xscale="log", yscale="log", xlabel="parameters N (non-input)", ylabel="final loss", title=title)
+    for formatter in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+        formatter(FormatStrFormatter("%g"))
+    _legend(axes)
+
+
+def _plot_power_law(axes: Axes, record: dict[str, Any]) -> None:
+    """Best-LR loss against size with the fitted power law E + A·N^-α over the swept sizes."""
+    data = record["data"]
+    fit = data["fit"]
+    _plot_size_points(axes, data["sizes"], data["losses"], data["seed_std"], color="C0", label="seed mean ± std")
+    if _power_law_is_fitted(fit):
+        _plot_power_law_curve(axes, fit, min(data["sizes"]), max(data["sizes"]), color="C0", label="E + A·N^-α")
+    title = f"loss vs size: α = {number(fit.get('alpha'))}, R² = {number(fit.get('r2'))}{_baseline_note(record)}"
+    _size_axes(axes, fit, title)
+
+
+def _band_error(centres: list[float], low: list[Any], high: list[Any]) -> list[list[float]]:
+    """Error-bar lengths below and above each centre for its [low, high] band (0 where a bound is missing)."""
+    return [[0.0 if math.isnan(bound) else max(sign * (centre - bound), 0.0) for centre, bound in zip(centres, bounds)]
+            for sign, bounds in ((1, _floats(low)), (-1, _floats(high)))]
+
+
+def _plot_extrapolation(axes: Axes, record: dict[str, Any]) -> None:
+    """The power law fitted without the largest sizes, extended to them: held-out losses (hollow) against the
+    prediction and its band, each labelled with its relative error (and z-score from seed noise)."""
+    data = record["data"]
+    fit, sizes, losses, std = data["fit"], data["sizes"], data["losses"], data["seed_std"]
+    cut = len(sizes) - data["holdout"]
+    _plot_size_points(axes, sizes[:cut], losses[:cut], std[:cut], color="C0", label="fitted")
+    _plot_size_points(axes, sizes[cut:], losses[cut:], std[cut:], color="C3", mfc="none", label="held out")
+    if _power_law_is_fitted(fit):
+        _plot_power_law_curve(axes, fit, min(sizes[:cut]), max(sizes[:cut]), color="C0", label="fit")
+        _plot_power_law_curve(axes, fit, max(sizes[:cut]), 1.5 * max(sizes), color="C0", linestyle=":",
+                              label="extrapolated")
+    predicted = _floats(data["predicted"])
+    band = data["band"]
+    axes.errorbar(sizes[cut:], predicted, yerr=_band_error(predicted, *band) if band else None, fmt="_", markersize=12,
+                  capsize=6, color="C1", label="predicted ± band" if band else "predicted")
+    z_scores = _floats(data["z_scores"] or [math.nan] * len(predicted))
+    for size, loss, guess, z in zip(sizes[cut:], _floats(losses[cut:]), predicted, z_scores):
+        if not (math.isnan(loss) or math.isnan(guess)):
+            note = f"{(guess - loss) / loss:+.2%}" + ("" if math.isnan(z) else f"\nz = {z:.1f}")
+            axes.annotate(note, (size, loss), xytext=(-6, -4), textcoords="offset points", fontsize="x-small",
+                          ha="right", va="top")
+    title = (f"fit on {cut} sizes, {data['holdout']} held out: max |rel. error| "
+             f"{number(record['value'])}{_baseline_note(record)}")
+    _size_axes(axes, fit, title)
+
+
+def _plot_sensitivity(axes: Axes, record: dict[str, Any], curves: dict[str, dict[str, Any]]) -> None:
+    """LR sensitivity S against width, one line per labelled curve, under the record's threshold and baseline."""
+    for label, curve in curves.items():
+        axes.plot(curve["widths"], _floats(curve["values"]), "o-", label=label)
+    _threshold_line(axes, record["threshold"])
+    _baseline_span(axes, record, "baseline (max S)")
+    _width_axis(axes)
+    axes.set(ylabel="LR sensitivity S", title="LR sensitivity vs width")
+    _legend(axes)
+
+
+def _plot_lr_sensitivity(axes: Axes, record: dict[str, Any]) -> None:
+    """S per width against the bound it must stay under."""
+    _plot_sensitivity(axes, record, {"S": record["data"]})
+
+
+def _plot_sensitivity_losses(axes: Axes, record: dict[str, Any]) -> None:
+    """The seed-mean loss-vs-LR curves S is computed from."""
+    data = record["data"]
+    _plot_loss_curves(axes, data["widths"], data["lrs"], data["losses"])
+
+
+QK_VARIANTS: dict[str, str] = {"with_qk_layernorm": "with qk-layernorm", "without_qk_layernorm": "without qk-layernorm"}
+
+
+def _plot_qk_sensitivity(axes: Axes, record: dict[str, Any]) -> None:
+    """S against width with and without qk-layernorm on one axes: the first must stay below the second."""
+    _plot_sensitivity(axes, record, {label: record["data"][key] for key, label in QK_VARIANTS.items()})
+
+
+def _qk_losses_panel(key: str) -> Panel:
+    """The loss-vs-LR panel of one qk-layernorm variant, on the loss range of both so their panels compare."""
+
+    def plot(axes: Axes, record: dict[str, Any]) -> None:
+        variant = record["data"][key]
+        _plot_loss_curves(axes, variant["widths"], variant["lrs"], variant["losses"],
+                          title=f"loss vs LR {QK_VARIANTS[key]}")
+        finite = [loss for name in QK_VARIANTS for row in record["data"][name]["losses"] for loss in _floats(row)
+                  if not math.isnan(loss)]
+        if finite:
+            margin = 0.05 * (max(finite) - min(finite)) or 0.05
+            axes.set_ylim(min(finite) - margin, max(finite) + margin)
+
+    return plot
+
+
+#: Per logit series recorded by no_logit_divergence: the threshold key of its cap, its axis label and y scale.
+LOGIT_SERIES: dict[str, tuple[str, str, str]] = {
+    "attention logit": ("attention_logit_cap", "max attention logit (over layers)", "log"),
+    "|log Z|": ("log_z_cap", "|mean log Z| (output normaliser)", "linear"),
+}
+
+
+def _logit_panel(series: str, legend: bool) -> Panel:
+    """One logit series against probe step, a line per run coloured by LR and marked by width, with its cap;
+    a run that diverged ends where its values stop, with a cross on the top edge there."""
+
+    def plot(axes: Axes, record: dict[str, Any]) -> None:
+        from matplotlib.lines import Line2D
+
+        data = record["data"]
+        lrs = sorted({run["lr"] for run in data["runs"]})
+        widths = sorted({run["width"] for run in data["runs"]})
+        colours = dict(zip(lrs, _colours(len(lrs), "plasma")))
+        markers = dict(zip(widths, cycle("os^Dv")))
+        for run, row in zip(data["runs"], data["series"][series]):
+            values = _floats(row)
+            colour = colours[run["lr"]]
+            axes.plot(data["steps"], values, "-", marker=markers[run["width"]], markersize=3, color=colour, alpha=0.8)
+            _mark_diverged(axes, [step for step, value in zip(data["steps"], values) if math.isnan(value)][:1], colour)
+        cap, label, scale = LOGIT_SERIES[series]
+        caps = record["threshold"] if isinstance(record["threshold"], dict) else {}
+        _threshold_line(axes, caps.get(cap), "cap")
+        axes.set(yscale=scale, xlabel="step", ylabel=label, title=f"{series} vs step")
+        if legend:
+            handles = [Line2D([], [], color=colours[lr], label=f"lr {lr:.3g}") for lr in lrs]
+            handles += [Line2D([], [], color="grey", marker=markers[w], linestyle="", label=f"width {w}") for w in widths]
+            handles += [Line2D([], [], color="red", linestyle="--", label="cap"),
+                        Line2D([], [], color="grey", marker="x", linestyle="", label="diverged")]
+            axes.legend(handles=handles, fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+    return plot
+
+
 def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
     """The value with its CI, against ± the threshold and the baseline's band."""
     bounds = ci_bounds(record["ci"])
@@ -91,23 +312,29 @@ def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
     if is_number(record["threshold"]):
         for sign in (1, -1):
             axes.axhline(sign * record["threshold"], color="red", linestyle="--")
-    if record["baseline"]:
-        base = record["baseline"]
-        axes.axhspan(base["value"] - base["band"], base["value"] + base["band"], color="grey", alpha=0.3,
-                     label="baseline")
+    _baseline_span(axes, record)
     axes.set(xticks=[], ylabel=record["property"] or "value", title=record["name"])
     axes.legend(fontsize="small")
 
 
 #: Per property, the panels drawn and the data keys each needs.
-FIGURES: dict[str, tuple[tuple[Callable[[Axes, dict[str, Any]], None], tuple[str, ...]], ...]] = {
+FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
     "lr_transfer": ((_plot_lr_transfer, ("widths", "lrs", "losses")), (_plot_optimal_lr, ("widths", "mean_log2_lr"))),
     "coord_check": ((_plot_coord_check, ("layers", "slopes")),),
     "wider_is_better": ((_plot_width_losses, ("widths", "losses")),),
+    "power_law": ((_plot_power_law, ("sizes", "losses", "seed_std", "fit")),),
+    "extrapolation": ((_plot_extrapolation, ("sizes", "losses", "seed_std", "fit", "holdout", "predicted", "band",
+                                             "z_scores")),),
+    "lr_sensitivity": ((_plot_sensitivity_losses, ("widths", "lrs", "losses")),
+                       (_plot_lr_sensitivity, ("widths", "values"))),
+    "qk_layernorm_lowers_sensitivity": ((_plot_qk_sensitivity, tuple(QK_VARIANTS)),
+                                        *((_qk_losses_panel(key), tuple(QK_VARIANTS)) for key in QK_VARIANTS)),
+    "no_logit_divergence": tuple((_logit_panel(series, legend=series == "|log Z|"), ("steps", "runs", "series"))
+                                 for series in LOGIT_SERIES),
 }
 
 
-def _panels(record: dict[str, Any]) -> list[Callable[[Axes, dict[str, Any]], None]]:
+def _panels(record: dict[str, Any]) -> list[Panel]:
     """The panels for a record: its property's whose data is present, else the value panel if it has a value."""
     panels = [plot for plot, keys in FIGURES.get(record["property"], ()) if all(key in record["data"] for key in keys)]
     if not panels and is_number(record["value"]):
