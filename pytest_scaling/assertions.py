@@ -112,7 +112,7 @@ def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
 
 
 def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, require_in_band: bool = False) -> ExtrapolationResult:
-    """The fit must predict the held-out largest sizes: relative error ≤ rtol, no residual beyond n_sigma of seed noise,
+    """The fit must predict the held-out largest sizes: relative error ≤ rtol, no residual beyond n_sigma of the noise,
     and (require_in_band) every held-out point inside the bootstrap band.
 
     0.05 is a loose default for CPU-tier sweeps; calibrate it per tier from seed noise.
@@ -130,11 +130,11 @@ def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, requ
         rows.append([_num(x), _num(y), _num(p), f"{rel:+.2%}", band, inside, z])
     facts = [_fit_summary(result.fit),
              f"max |relative error| {result.max_rel_error:.2%}; threshold ≤ {rtol:.2%}; "
-             f"flag beyond {result.n_sigma:g}σ of seed noise"]
+             f"flag beyond {result.n_sigma:g}σ of the noise (seed noise with the fit's own spread)"]
     hint = ("the held-out sizes leave the fitted curve: fit the best-LR loss per size (at a fixed LR, SP drifts off), "
             "or check that the largest sizes trained as long relative to their size")
     _fail("extrapolation check failed: the power law does not predict the held-out sizes",
-          ["x", "observed", "predicted", "rel. error", "95% band", "in band", "z (seed σ)"], rows, facts, hint)
+          ["x", "observed", "predicted", "rel. error", "95% band", "in band", "z (σ)"], rows, facts, hint)
 
 
 def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence[float], *, max_value: float | None = 0.1,

@@ -195,13 +195,18 @@ class PowerLawFit(Result):
         x = np.asarray(x, dtype=float)
         return self.E + self.A * x ** (-self.alpha)
 
-    def predict_band(self, x: ArrayLike, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise percentile band of the bootstrap curves at x (parameter uncertainty, not noise)."""
+    def bootstrap_predictions(self, x: ArrayLike) -> np.ndarray:
+        """The bootstrap curves at x, shape [B, len(x)] (parameter uncertainty, not noise)."""
         if len(self.bootstrap_params) == 0:
             raise ValueError("this fit has no bootstrap samples: fit with bootstrap=B > 0")
-        x = np.asarray(x, dtype=float)
+        x = np.asarray(x, dtype=float).reshape(1, -1)
         E, A, alpha = (self.bootstrap_params[:, i, None] for i in range(3))
-        lo, hi = _percentile_interval(E + A * x.reshape(1, -1) ** (-alpha), level)
+        return E + A * x ** (-alpha)
+
+    def predict_band(self, x: ArrayLike, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise percentile band of the bootstrap curves at x (parameter uncertainty, not noise)."""
+        x = np.asarray(x, dtype=float)
+        lo, hi = _percentile_interval(self.bootstrap_predictions(x), level)
         return lo.reshape(x.shape), hi.reshape(x.shape)
 
 
@@ -327,7 +332,7 @@ class ExtrapolationResult(Result):
     band_lo: np.ndarray | None  # bootstrap prediction band at the held-out x (None without bootstrap)
     band_hi: np.ndarray | None
     in_band: np.ndarray | None
-    seed_noise: np.ndarray | None  # std of the observed loss across seeds at the held-out x
+    seed_noise: np.ndarray | None  # noise at the held-out x: seed noise combined with the bootstrap prediction spread
     z_scores: np.ndarray | None  # (predicted − observed) / seed_noise, signed like rel_errors
     flagged: np.ndarray | None  # |z| > n_sigma
     n_sigma: float
@@ -337,8 +342,9 @@ def extrapolation_check(x: ArrayLike, y: ArrayLike, holdout: int = 1, *, bootstr
                         fit_E: bool = True, seed_noise: ArrayLike | None = None, n_sigma: float = 3.0) -> ExtrapolationResult:
     """Fit on all but the `holdout` largest distinct x, predict those points, and compare.
 
-    seed_noise (per point, aligned with x) is the std of the observed loss across seeds; a held-out
-    residual beyond n_sigma of it is flagged.
+    seed_noise (per point, aligned with x) is the noise of the observed loss (e.g. the standard error of
+    its seed mean). A held-out residual is flagged beyond n_sigma of the combined noise: seed_noise and,
+    with bootstrap, the spread of the bootstrap predictions there (a fit on few sizes is itself uncertain).
     """
     x = check.vector("x", x, positive=True)
     y = check.vector("y", y, positive=True)
@@ -365,6 +371,8 @@ def extrapolation_check(x: ArrayLike, y: ArrayLike, holdout: int = 1, *, bootstr
     noise = z = flagged = None
     if seed_noise is not None:
         noise = seed_noise[held]
+        if bootstrap:
+            noise = np.sqrt(noise**2 + np.var(fit.bootstrap_predictions(x_out), axis=0))
         z = (predicted - y_out) / noise
         flagged = frozen(np.abs(z) > n_sigma, bool)
         noise, z = frozen(noise), frozen(z)

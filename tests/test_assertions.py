@@ -140,7 +140,7 @@ def test_bad_extrapolation_fails_with_the_holdout_table():
     y[-2:] *= [1.08, 1.15]
     res = extrapolation_check(X, y, holdout=2, bootstrap=20, seed_noise=np.full(8, 0.01))
     msg = failure(assert_extrapolates, res)
-    assert "x          observed    predicted    rel. error    95% band        in band    z (seed σ)" in msg
+    assert "x          observed    predicted    rel. error    95% band        in band    z (σ)" in msg
     assert "1e+09      2.281       1.983        -13.04%" in msg and "no         -29.7" in msg
     assert "threshold ≤ 5.00%" in msg and "fit L = E + A·x^-alpha on 6 points" in msg
     assert "hint: the held-out sizes leave the fitted curve: fit the best-LR loss per size" in msg
@@ -152,7 +152,7 @@ def test_a_seed_noise_flag_fails_even_within_rtol():
     res = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))
     assert res.max_rel_error < 0.05
     msg = failure(assert_extrapolates, res)
-    assert "z (seed σ)" in msg and "band" in msg
+    assert "z (σ)" in msg and "band" in msg
 
 
 # ---- LR sensitivity ---------------------------------------------------------------------------
