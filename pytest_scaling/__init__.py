@@ -35,6 +35,7 @@ _PUBLIC = {
     "assert_lr_sensitivity": "assertions",
     "assert_no_logit_divergence": "assertions",
     "assert_wider_is_better": "assertions",
+    "assert_adam_epsilon": "assertions",
 }
 _SUBMODULES = ("families", "tasks", "parametrization", "fit", "metrics", "assertions", "train", "optim")
 

@@ -11,7 +11,7 @@ import numpy as np
 from tabulate import tabulate
 
 from .fit import ExtrapolationResult, PowerLawFit
-from .metrics import CoordCheckResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
+from .metrics import CoordCheckResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
 
 WIDEN_GRID = "widen the LR grid"
 
@@ -212,3 +212,35 @@ def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01) -> WidthTr
     hint = ("wider is worse at a fixed LR: the optimum drifts with width; is the hidden-layer LR scaled by 1/m and "
             "the readout initialised with variance 1/fan_in² (or zero)?")
     _fail("wider is not better", ["width", "loss", "vs best narrower"], rows, facts, hint)
+
+
+def assert_adam_epsilon(result: EpsilonResult, *, max_frac_below_eps: float = 0.25, min_rms_ratio: float = 10.0) -> EpsilonResult:
+    """At the largest width, for every layer and LR, Adam's ε must stay out of the update m̂/(√v̂ + ε): at most
+    max_frac_below_eps of the coordinates may have √v̂ < ε, and the gradient RMS must be ≥ min_rms_ratio·ε.
+
+    Gradient RMS falls with width (Everett et al.), so the largest width is asserted and a ratio of 10
+    keeps a decade of headroom for wider runs. The fraction counts coordinates whose gradient is exactly
+    zero too (columns fed by dead ReLU units: up to 5% of an MLP hidden layer, measured), hence 0.25, not 0. Cells
+    without a probed run (diverged) are not asserted.
+    """
+    frac, ratio = result.frac_below_eps[:, -1, :], result.rms_ratio[:, -1, :]
+    too_many, too_close = frac > max_frac_below_eps, ratio < min_rms_ratio  # NaN compares False: not asserted
+    if not np.any(too_many | too_close):
+        return result
+    width, failing = result.widths[-1], np.any(too_many | too_close, axis=1)
+    rows = []
+    for i in sorted(range(len(result.layers)), key=lambda i: not failing[i]):
+        j = int(np.lexsort((-np.nan_to_num(ratio[i], nan=np.inf), np.nan_to_num(frac[i], nan=-1.0)))[-1])  # worst LR
+        status = ", ".join(why for why, bad in (("fraction", too_many[i, j]), ("RMS/ε", too_close[i, j])) if bad) or "ok"
+        rows.append([result.layers[i], _num(result.grad_rms[i, -1, j]), _num(result.eps[i]), _num(ratio[i, j]),
+                     _num(frac[i, j]), _num(width), _num(result.lrs[j]), status])
+    slope = np.nanmedian(result.rms_slope) if np.any(np.isfinite(result.rms_slope)) else np.nan
+    facts = [f"width {_num(width)}: {int(failing.sum())} of {len(result.layers)} layers fail at some LR of "
+             f"{', '.join(_num(lr) for lr in result.lrs)} (each row: the layer's worst LR)",
+             f"threshold: fraction of coordinates with √v̂ < ε ≤ {max_frac_below_eps}, gradient RMS ≥ {min_rms_ratio:g}·ε",
+             f"slope of log2 gradient RMS per doubling of width: {_num(slope)} (median over layers, widths "
+             f"{', '.join(_num(w) for w in result.widths)}; negative: wider runs sit closer to ε)"]
+    hint = ("ε swamps the gradients and shrinks the updates: use pytest_scaling.optim.AdamAtan2 (no ε, invariant to "
+            "gradient scale) or an ε well below the smallest gradient RMS in the table")
+    _fail("Adam epsilon check failed: ε is not small against the gradients",
+          ["layer", "grad RMS", "ε", "grad RMS / ε", "fraction √v̂ < ε", "width", "lr", "fails on"], rows, facts, hint)

@@ -324,3 +324,48 @@ def fixed_lr_width_trend(widths: ArrayLike, losses: ArrayLike) -> WidthTrend:
         max_increase=float(np.max(np.where(later, rise, 0.0), initial=0.0)),
         max_rel_increase=float(rel[i, j]) if rising else 0.0, worst_pair=(int(i), int(j)) if rising else None,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class EpsilonResult(Result):
+    """Adam's ε against the gradients it divides (Everett et al.), per layer, width and LR, late in training.
+
+    ``grad_rms`` is the smallest gradient RMS and ``frac_below_eps`` the largest fraction of coordinates
+    with √v̂ < ε seen over the seeds and probe steps asserted (NaN where no run was probed). Gradient
+    RMS falls with width, so the largest width is the one asserted; ``rms_slope`` is the least-squares
+    slope of log2 gradient RMS (smallest over LRs) on log2 width per layer: how fast ε's headroom shrinks.
+    """
+
+    layers: tuple[str, ...]
+    widths: np.ndarray
+    lrs: np.ndarray
+    eps: np.ndarray  # [layer]
+    grad_rms: np.ndarray  # [layer, width, lr]
+    frac_below_eps: np.ndarray  # [layer, width, lr]
+    rms_slope: np.ndarray  # [layer]
+
+    @property
+    def rms_ratio(self) -> np.ndarray:
+        """Gradient RMS in units of ε, [layer, width, lr]."""
+        return self.grad_rms / self.eps[:, None, None]
+
+
+def epsilon_margins(layers: Sequence[str], widths: ArrayLike, lrs: ArrayLike, eps: ArrayLike, grad_rms: ArrayLike,
+                    frac_below_eps: ArrayLike) -> EpsilonResult:
+    """Bundle the Adam-ε probe ([layer, width, lr] arrays, ``eps`` per layer) and fit each layer's gradient-RMS slope on width."""
+    widths = check.increasing("widths", widths)
+    lrs = check.increasing("lrs", lrs, min_len=1)
+    names = tuple(layers)
+    eps = check.vector("eps", eps, positive=True)
+    shape = (len(names), widths.size, lrs.size)
+    grad_rms = check.shaped("grad_rms", grad_rms, shape, finite=False)
+    frac = check.shaped("frac_below_eps", frac_below_eps, shape, finite=False)
+    if eps.size != len(names):
+        raise ValueError(f"got {eps.size} eps values for {len(names)} layers")
+    smallest = np.fmin.reduce(grad_rms, axis=2)  # NaN only where every LR is
+    fittable = np.all(np.isfinite(smallest) & (smallest > 0), axis=1)
+    slopes = np.full(len(names), np.nan)
+    if fittable.any():
+        slopes[fittable] = np.polyfit(np.log2(widths), np.log2(smallest[fittable]).T, 1)[0]
+    return EpsilonResult(layers=names, widths=frozen(widths), lrs=frozen(lrs), eps=frozen(eps), grad_rms=frozen(grad_rms),
+                         frac_below_eps=frozen(frac), rms_slope=frozen(slopes))

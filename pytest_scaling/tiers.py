@@ -67,6 +67,26 @@ def _log2_grid(lo: int, hi: int) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
+class EpsilonGrid:
+    """Adam epsilon (Everett et al.): widths x a few LRs with AdamW at ``eps`` (a family's own optimizer factory keeps its
+    own ε), gradient RMS and the fraction of coordinates with √v̂ < ε probed every ``probe_every`` steps.
+
+    The second half of training is asserted at the largest width, every layer and LR: fraction ≤
+    ``max_frac_below_eps`` and gradient RMS ≥ ``min_rms_ratio``·ε. ``stacking`` and ``seeds`` as in StabilityGrid."""
+
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    steps: int
+    batch_size: int
+    probe_every: int
+    max_frac_below_eps: float
+    min_rms_ratio: float
+    eps: float = 1e-8
+    stacking: str = "auto"
+    seeds: int | None = None
+
+
+@dataclass(frozen=True)
 class Tier:
     """One tier: its name, the device kind it needs ("cpu" or "cuda"), its default seed count,
     what it is for, and the grids and thresholds of each property (one place, per tier)."""
@@ -78,6 +98,7 @@ class Tier:
     coord_check: CoordCheckGrid
     lr_transfer: TransferGrid
     stability: StabilityGrid
+    adam_epsilon: EpsilonGrid
 
 
 TIERS: dict[str, Tier] = {
@@ -90,6 +111,8 @@ TIERS: dict[str, Tier] = {
                                      max_abs_slope=0.25, wider_rtol=0.02),
             stability=StabilityGrid(widths=(32, 64), lrs=_log10_grid(-2.5, -0.5, per_decade=1), steps=40, batch_size=16, warmup=4,
                                     probe_every=5, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
+            adam_epsilon=EpsilonGrid(widths=(32, 64), lrs=(1e-2,), steps=20, batch_size=8, probe_every=5,
+                                     max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
         ),
         Tier(
             "cpu", "cpu", 2, "small widths on 2 CPU cores: within 10 minutes; the default",
@@ -100,6 +123,9 @@ TIERS: dict[str, Tier] = {
             stability=StabilityGrid(widths=(64, 128), lrs=_log10_grid(-3, -0.5), steps=250, batch_size=32, warmup=25,
                                     probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, stacking="none",
                                     seeds=1),
+            # Calibrated over 5 seeds (benchmarks/RESULTS.md, "Adam epsilon").
+            adam_epsilon=EpsilonGrid(widths=(64, 128), lrs=(1e-3, 1e-2), steps=100, batch_size=32, probe_every=10,
+                                     max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
@@ -108,6 +134,8 @@ TIERS: dict[str, Tier] = {
                                      max_abs_slope=0.25, wider_rtol=0.01),
             stability=StabilityGrid(widths=(128, 256, 512, 1024), lrs=_log10_grid(-4, -0.5), steps=1000, batch_size=64,
                                     warmup=100, probe_every=50, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
+            adam_epsilon=EpsilonGrid(widths=(256, 512, 1024, 2048), lrs=(1e-3, 10**-2.5, 1e-2), steps=1000, batch_size=64,
+                                     probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
         ),
     )
 }

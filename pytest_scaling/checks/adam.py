@@ -1,0 +1,87 @@
+"""Adam's ε against the gradients it divides (DESIGN.md §4, Everett et al.): per layer, gradient RMS vs ε and the
+fraction of coordinates with √v̂ < ε, late in training, asserted at the largest width."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import metrics
+from .._result import jsonable
+from ..assertions import assert_adam_epsilon
+from ..family import ModelFamily
+from ..sweep import SweepResult
+from ..tiers import EpsilonGrid
+from ..train import OptimizerSpec, TrainConfig
+from .stability import _flushing_denormals
+
+
+def _epsilon_config(grid: EpsilonGrid) -> TrainConfig:
+    """AdamW at the grid's ε with a constant LR; only the Adam probe, every ``grid.probe_every`` steps and at the last."""
+    return TrainConfig(steps=grid.steps, batch_size=grid.batch_size, optimizer=OptimizerSpec(eps=grid.eps),
+                       probe_every=grid.probe_every, probe_kinds=("adam",))
+
+
+def _layer_eps(family: ModelFamily, grid: EpsilonGrid) -> dict[str, float]:
+    """ε per parameter of the optimizer the runs use: the grid's AdamW, or the ``eps`` of the family's own factory's groups.
+
+    Parameters in groups without an ε (AdamAtan2, optimizers that are not Adam) are left out: no ε can swamp their updates.
+    """
+    model, _ = family.instantiate(family.base_width, 0)
+    if family.optimizer is None:
+        return {name: grid.eps for name, _ in model.named_parameters()}
+    optimizer = family.optimizer(model, grid.lrs[0])
+    eps_of = {id(p): group["eps"] for group in optimizer.param_groups if "eps" in group for p in group["params"]}
+    return {name: eps_of[id(p)] for name, p in model.named_parameters() if id(p) in eps_of}
+
+
+def _late_extremes(result: SweepResult, layers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per [layer, width, lr]: the smallest gradient RMS and the largest fraction below ε over the seeds and the probe
+    steps of the second half of training, where gradients are smallest; NaN where no run was probed that late."""
+    shape = (len(layers), len(result.widths), len(result.lrs))
+    rms, frac = np.full(shape, np.nan), np.full(shape, np.nan)
+    for (width, lr, _), run in result.runs.items():
+        late = [i for i, t in enumerate(run.probe_step_list) if 2 * t >= result.config.steps]
+        if not late:
+            continue
+        cell = (slice(None), result.widths.index(width), result.lrs.index(lr))
+        run_rms = np.array([[run.probes["grad_rms"][layer][i] for i in late] for layer in layers])
+        run_frac = np.array([[run.probes["frac_below_eps"][layer][i] for i in late] for layer in layers])
+        rms[cell] = np.fmin(rms[cell], np.fmin.reduce(run_rms, axis=1))
+        frac[cell] = np.fmax(frac[cell], np.fmax.reduce(run_frac, axis=1))
+    return rms, frac
+
+
+def _not_applicable(scaling: Any, family: ModelFamily, reason: str) -> None:
+    scaling.record(f"adam_epsilon[{family.name}]", property="adam_epsilon", family=family.name, applicable=False, reason=reason)
+
+
+def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = None) -> metrics.EpsilonResult | None:
+    """Adam's ε must stay small against every layer's gradients at the largest width late in training: gradient RMS falls
+    with width (Everett et al.), and once it nears ε the update m̂/(√v̂ + ε) shrinks with it.
+
+    Returns None, recorded as not applicable and without training, when the family's optimizer has no ε
+    (AdamAtan2: a·atan2(m̂, b·√v̂) is invariant to the gradient scale), or after training when it keeps no Adam state.
+    """
+    grid = grid or scaling.tier.adam_epsilon
+    layer_eps = _layer_eps(family, grid)
+    if not layer_eps:
+        _not_applicable(scaling, family, "the optimizer has no epsilon (e.g. AdamAtan2): its updates ignore the gradient scale")
+        return None
+    with _flushing_denormals():
+        result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+                               config=_epsilon_config(grid), stacking=grid.stacking)
+    probed = next(iter(result.runs.values())).probes.get("grad_rms", {})
+    layers = [name for name in probed if name in layer_eps]
+    if not layers:
+        _not_applicable(scaling, family, "the optimizer keeps no Adam second moment to probe")
+        return None
+    margins = metrics.epsilon_margins(layers, result.widths, result.lrs, [layer_eps[name] for name in layers],
+                                      *_late_extremes(result, layers))
+    evidence = {**margins.to_dict(), "widths": list(result.widths)}
+    scaling.record(f"adam_epsilon[{family.name}]", property="adam_epsilon", family=family.name, applicable=True,
+                   value=jsonable(np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)), threshold=grid.max_frac_below_eps,
+                   min_rms_ratio=jsonable(np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)),
+                   rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **evidence)
+    return assert_adam_epsilon(margins, max_frac_below_eps=grid.max_frac_below_eps, min_rms_ratio=grid.min_rms_ratio)
