@@ -1,0 +1,152 @@
+"""Negative controls: a broken variant makes the suite's check fail with its evidence, the clean one passes the same grid.
+
+Numbers in the comments were measured on CPU. The tests train seed 0; seeds 1 and 2 were measured
+on the same grids and gave the same verdicts (their numbers are in the comments too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import pytest
+import torch
+
+from pytest_scaling import checks, families, tasks
+from pytest_scaling.parametrization import PARAMETRIZATIONS
+from pytest_scaling.session import ScalingSession
+from pytest_scaling.tiers import TIERS, CoordCheckGrid, StabilityGrid
+
+TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScalingSession]:
+    """One cached seed-0 session for the module, so checks that share a sweep train it once.
+
+    Trains on one thread meanwhile: on 2 busy cores the GPT coordinate check took 32 s on two threads, 3.4 s on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0],
+                             cache_dir=tmp_path_factory.mktemp("cache"))
+    yield scaling
+    scaling.close()
+    torch.set_num_threads(threads)
+
+
+def last_record(session: ScalingSession, name: str) -> dict:
+    """The values of the latest record of that name."""
+    return next(record["values"] for record in reversed(session.records) if record["name"] == name)
+
+
+# --- 1/sqrt(d_head) attention under muP --------------------------------------------------------
+
+# Heads are 4 at every width, so d_head = width/4 = 16..128 here; 1/sqrt(d) logits grow like sqrt(d_head)
+# against muP's 1/d (8/d equals 1/sqrt(d) at d_head 64). The coordinate check sees it through the attention
+# output (attn.proj) at a higher LR than the tier's: 4 steps at 2e-2, batch 32. Measured max slope, seeds
+# 0/1/2: 1/d 0.134 / 0.085 / 0.091, 1/sqrt(d) 0.170 / 0.168 / 0.160, worst always an attn.proj (steps 3-4).
+# The margins are thin (0.01-0.07 either side of 0.15): at 1e-2 (8 steps) seed 2 passed with 1/sqrt(d)
+# (0.147); at 3e-2 (widths 32-256) the 1/d variant failed on seed 1 (0.40). The max attention logit at
+# step 4 shows the cause directly (seed 0: 1/d 11.3, 9.1, 9.4, 9.4; 1/sqrt(d) 7.0, 7.6, 9.4, 12.6), but the
+# coordinate check probes module outputs, not logits. LR transfer did not separate the two (widths
+# 32-128, order-2 Markov, 100 steps: slope +0.18 with 1/d, -0.08 with 1/sqrt(d); both pass).
+ATTENTION_COORD = CoordCheckGrid(widths=(64, 128, 256, 512), lr=2e-2, steps=4, batch_size=32, max_abs_slope=0.15)
+
+
+def test_coord_check_fails_with_1_over_sqrt_d_attention_under_mup(session: ScalingSession) -> None:
+    over_d = families.gpt(parametrization="mup", attn_scale="1/d", task=TINY_LANGUAGE, name="gpt-mup-attn-over-d")
+    checks.coord_check(session, over_d, ATTENTION_COORD)
+    assert last_record(session, "coord_check[gpt-mup-attn-over-d]")["value"] <= 0.15
+    over_sqrt_d = families.gpt(parametrization="mup", attn_scale="1/sqrt(d)", task=TINY_LANGUAGE, name="gpt-mup-attn-over-sqrt-d")
+    with pytest.raises(AssertionError, match="coordinate check failed") as failure:
+        checks.coord_check(session, over_sqrt_d, ATTENTION_COORD)
+    assert ".attn.proj at step" in str(failure.value)
+    assert last_record(session, "coord_check[gpt-mup-attn-over-sqrt-d]")["value"] > 0.15
+
+
+# --- hidden-layer LR not scaled by 1/m --------------------------------------------------------
+
+# muP with the hidden Adam LR left at eta instead of eta/m: hidden updates grow like width.
+UNSCALED_HIDDEN_LR = dataclasses.replace(PARAMETRIZATIONS["mup"], name="mup-unscaled-hidden-lr", c=(0, 0, 1))
+
+# GPT widths 32-256 (d_head 8-64), 3 Adam steps at 1e-2. Measured max slope (steps 1-3), seeds 0/1/2:
+# muP 0.014 / 0.045 / 0.011; unscaled hidden LR 1.00 / 1.12 / 1.10, worst in block 1 (attn.proj or
+# fc_out), every qkv/proj/fc/fc_out row above 0.15 by step 3, while ln_f and lm_head stay flat
+# (lm_head -0.03..-0.19): the final LayerNorm hides the growth from the readout.
+GPT_COORD = CoordCheckGrid(widths=(32, 64, 128, 256), lr=1e-2, steps=3, batch_size=16, max_abs_slope=0.15)
+
+
+def test_coord_check_fails_on_gpt_hidden_layers_when_their_lr_is_not_scaled(session: ScalingSession) -> None:
+    checks.coord_check(session, families.gpt(parametrization="mup", task=TINY_LANGUAGE), GPT_COORD)
+    assert last_record(session, "coord_check[gpt-L2-mup]")["value"] <= 0.15
+    with pytest.raises(AssertionError, match="coordinate check failed") as failure:
+        checks.coord_check(session, families.gpt(parametrization=UNSCALED_HIDDEN_LR, task=TINY_LANGUAGE), GPT_COORD)
+    message = str(failure.value)
+    assert "worst: blocks." in message and "is the hidden-layer LR scaled by 1/m?" in message
+    record = last_record(session, "coord_check[gpt-L2-mup-unscaled-hidden-lr]")
+    final_slope = dict(zip(record["layers"], (slopes[-1] for slopes in record["slopes"])))
+    hidden = [layer for layer in record["layers"] if layer.endswith(("qkv", "proj", "fc", "fc_out"))]
+    assert len(hidden) == 8 and all(final_slope[layer] > 0.15 for layer in hidden)
+    assert final_slope["lm_head"] < 0.15
+
+
+# MLP, the coordinate-check grid muP passes in tests/test_checks.py (COORD). Measured, seeds
+# 0/1/2, slope at step 1 of hidden layer "4": 1.00 / 1.05 / 1.13, of hidden layer "2": 0.56 / 0.54 /
+# 0.58; the readout "6" inherits the growth (1.03 / 0.96 / 0.97), so on seed 0 the worst cell is the
+# readout and the hint names the readout rather than the hidden LR. Hence only the rows are asserted.
+MLP_COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=64, max_abs_slope=0.15)
+
+
+def test_coord_check_fails_on_mlp_hidden_layers_when_their_lr_is_not_scaled(session: ScalingSession) -> None:
+    with pytest.raises(AssertionError, match="coordinate check failed"):
+        checks.coord_check(session, families.mlp(parametrization=UNSCALED_HIDDEN_LR), MLP_COORD)
+    record = last_record(session, "coord_check[mlp-d3-mup-unscaled-hidden-lr]")
+    slopes = dict(zip(record["layers"], record["slopes"]))
+    assert all(s > 0.15 for layer in ("2", "4") for s in slopes[layer])
+    assert max(slopes["0"]) < 0.15  # the input layer's LR is not the broken one
+
+
+# --- LR sensitivity without qk-layernorm ------------------------------------------------------
+
+# Low to high LRs (1e-2 .. 10^-0.5), 100 steps, 20 warmup: the cpu tier's recipe, cheaper. Measured S
+# (widths 32, 64), seeds 0/1/2: with qk-layernorm 0.066, 0.041 / 0.042, 0.037 / 0.044, 0.051; without
+# 0.41, 0.36 / 0.30, 0.34 / 0.34, 0.36, all from the top LR (final loss 2.3-2.7 vs 1.06-1.12 elsewhere;
+# with qk-layernorm it reaches 1.20-1.34). At 60 steps with 12 warmup the top LR failed with qk-layernorm
+# too (S 0.25, 0.23), so the grid cannot be cut to fewer steps.
+SENSITIVITY = StabilityGrid(widths=(32, 64), lrs=(1e-2, 10**-1.5, 1e-1, 10**-0.5), steps=100, batch_size=16, warmup=20,
+                            probe_every=20, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, stacking="none")
+
+
+def stable_gpt(qk_layernorm: bool):
+    return families.gpt(parametrization="mup", qk_layernorm=qk_layernorm, z_loss=1e-4, task=TINY_LANGUAGE)
+
+
+def test_lr_sensitivity_exceeds_its_bound_without_qk_layernorm(session: ScalingSession) -> None:
+    checks.lr_sensitivity(session, stable_gpt(qk_layernorm=True), SENSITIVITY)
+    assert last_record(session, "lr_sensitivity[gpt-L2-mup-qkln-z0.0001]")["value"] <= 0.1
+    with pytest.raises(AssertionError, match="LR sensitivity check failed") as failure:
+        checks.lr_sensitivity(session, stable_gpt(qk_layernorm=False), SENSITIVITY)
+    assert "S exceeds 0.1" in str(failure.value)
+    record = last_record(session, "lr_sensitivity[gpt-L2-mup-z0.0001]")
+    assert record["value"] > 0.1 and all(s > 0.1 for s in record["values"])
+
+
+def test_qk_layernorm_comparison_fails_with_the_variants_swapped(session: ScalingSession) -> None:
+    """Same sweeps as above (cached): the comparison passes as meant and fails reversed, so it can fail."""
+    with_qkln, without_qkln = stable_gpt(qk_layernorm=True), stable_gpt(qk_layernorm=False)
+    checks.qk_layernorm_lowers_sensitivity(session, with_qkln, without_qkln, SENSITIVITY)
+    with pytest.raises(AssertionError, match="LR sensitivity check failed") as failure:
+        checks.qk_layernorm_lowers_sensitivity(session, without_qkln, with_qkln, SENSITIVITY)
+    assert "S is not lower than the reference variant at every size" in str(failure.value)
+    # Swapped, the record's "with" side holds the run without qk-layernorm.
+    record = last_record(session, "qk_layernorm_lowers_sensitivity[gpt-L2-mup-z0.0001]")
+    assert all(a > b for a, b in zip(record["with_qk_layernorm"]["values"], record["without_qk_layernorm"]["values"]))
+
+
+# --- not a control here: no z-loss and no weight decay at high LR ---------------------------------
+# no_logit_divergence does not fail at this scale, so there is no test for it. Measured with qk-layernorm,
+# weight decay 0, widths 32 and 64, LRs 0.1 and 10^-0.75, 150 steps (15 warmup, cosine): the final
+# |mean log Z| is 6.9-7.7 without z-loss (seeds 0-2) and 6.9-7.6 with z-loss 1e-4 (seed 0), against 0.0-0.3
+# with z-loss 1e-2; it rises from log 32 = 3.5 in the first half and flattens as the cosine schedule decays,
+# so it neither passes the cap (20) nor keeps growing through the second half. At 10^-0.5 the runs collapse
+# to the initial loss instead (60 steps, vocab 64: |log Z| back to 4.1-4.4 with or without z-loss).
