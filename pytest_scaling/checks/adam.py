@@ -14,7 +14,6 @@ from ..family import ModelFamily
 from ..sweep import SweepResult
 from ..tiers import EpsilonGrid
 from ..train import OptimizerSpec, TrainConfig
-from .stability import _flushing_denormals
 
 
 def _epsilon_config(grid: EpsilonGrid) -> TrainConfig:
@@ -69,9 +68,8 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
     if not layer_eps:
         _not_applicable(scaling, family, "the optimizer has no epsilon (e.g. AdamAtan2): its updates ignore the gradient scale")
         return None
-    with _flushing_denormals():
-        result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
-                               config=_epsilon_config(grid), stacking=grid.stacking)
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+                           config=_epsilon_config(grid), stacking=grid.stacking)
     probed = next(iter(result.runs.values())).probes.get("grad_rms", {})
     layers = [name for name in probed if name in layer_eps]
     if not layers:
