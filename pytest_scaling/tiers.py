@@ -56,6 +56,23 @@ class StabilityGrid:
     seeds: int | None = None
 
 
+@dataclass(frozen=True)
+class PowerLawGrid:
+    """Power law and held-out extrapolation: widths x LRs x the tier's seeds, one loss per size at its best LR.
+
+    ``min_r2`` bounds the fit's R² in log space; the largest ``holdout`` widths are predicted from a fit on
+    the others, within ``max_rel_error``, and no held-out residual may exceed ``n_sigma`` seed std."""
+
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    steps: int
+    batch_size: int
+    min_r2: float
+    holdout: int
+    max_rel_error: float
+    n_sigma: float = 3.0
+
+
 def _log10_grid(lo: float, hi: float, per_decade: int = 2) -> tuple[float, ...]:
     """10^lo .. 10^hi, ``per_decade`` LRs per decade."""
     n = round((hi - lo) * per_decade)
@@ -99,6 +116,7 @@ class Tier:
     lr_transfer: TransferGrid
     stability: StabilityGrid
     adam_epsilon: EpsilonGrid
+    power_law: PowerLawGrid
 
 
 TIERS: dict[str, Tier] = {
@@ -113,6 +131,8 @@ TIERS: dict[str, Tier] = {
                                     probe_every=5, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
             adam_epsilon=EpsilonGrid(widths=(32, 64), lrs=(1e-2,), steps=20, batch_size=8, probe_every=5,
                                      max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
+            power_law=PowerLawGrid(widths=(16, 32, 64, 128), lrs=_log2_grid(-10, -4), steps=60, batch_size=32, min_r2=0.9,
+                                   holdout=1, max_rel_error=0.05),
         ),
         Tier(
             "cpu", "cpu", 2, "small widths on 2 CPU cores: within 10 minutes; the default",
@@ -126,6 +146,9 @@ TIERS: dict[str, Tier] = {
             # Calibrated over 5 seeds (benchmarks/RESULTS.md, "Adam epsilon").
             adam_epsilon=EpsilonGrid(widths=(64, 128), lrs=(1e-3, 1e-2), steps=100, batch_size=32, probe_every=10,
                                      max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
+            # The transfer grid's config and LRs, so the widths both use train once.
+            power_law=PowerLawGrid(widths=(32, 64, 128, 256, 512), lrs=_log2_grid(-14, -4), steps=300, batch_size=128,
+                                   min_r2=0.98, holdout=1, max_rel_error=0.01),
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
@@ -136,6 +159,8 @@ TIERS: dict[str, Tier] = {
                                     warmup=100, probe_every=50, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
             adam_epsilon=EpsilonGrid(widths=(256, 512, 1024, 2048), lrs=(1e-3, 10**-2.5, 1e-2), steps=1000, batch_size=64,
                                      probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
+            power_law=PowerLawGrid(widths=(64, 128, 256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000,
+                                   batch_size=256, min_r2=0.98, holdout=1, max_rel_error=0.01),
         ),
     )
 }

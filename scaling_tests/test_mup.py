@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_scaling import checks, families
-
-
-@pytest.fixture(scope="session")
-def mlp_family():
-    return families.mlp(parametrization="mup")
+from pytest_scaling import checks
 
 
 @pytest.mark.scaling(property="coord_check")

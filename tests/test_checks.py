@@ -7,7 +7,8 @@ import torch
 
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, CoordCheckGrid, TransferGrid
+from pytest_scaling.checks.scaling_law import non_input_parameters
+from pytest_scaling.tiers import TIERS, CoordCheckGrid, PowerLawGrid, TransferGrid
 
 COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=64, max_abs_slope=0.15)
 
@@ -57,3 +58,38 @@ def test_lr_transfer_fails_under_sp_with_the_drift_in_its_message(sp_session: Sc
 def test_wider_is_better_fails_under_sp_at_the_lr_tuned_narrow(sp_session: ScalingSession) -> None:
     with pytest.raises(AssertionError, match="wider is not better"):
         checks.wider_is_better(sp_session, mlp("sp"), CHEAP_TRANSFER)
+
+
+# The misleading-extrapolation case. The transfer grid's runs plus widths 16 and 32 (measured, seed pairs
+# {0,1}, {1,2}, {2,3}): muP at its per-width best LR fits R² 0.9985-1.0 and predicts width 256 within
+# 0.05-0.34%; SP at the LR tuned at width 16 (2^-6) falls to width 32, then rises (1.69 -> 1.78): R² -0.04 to
+# 0.59 and the held-out error 3.1-5.6% (z -2.2 to -3.3). Tuned per width, SP predicts within 0.9-1.2%.
+CHEAP_POWER_LAW = PowerLawGrid(widths=(16, 32, 64, 128, 256), lrs=CHEAP_TRANSFER.lrs, steps=CHEAP_TRANSFER.steps,
+                               batch_size=CHEAP_TRANSFER.batch_size, min_r2=0.98, holdout=1, max_rel_error=0.01)
+
+
+def test_extrapolation_flags_sp_at_the_lr_tuned_narrow_but_not_mup_tuned_per_width(sp_session: ScalingSession) -> None:
+    fit = checks.power_law(sp_session, mlp("mup"), CHEAP_POWER_LAW)
+    assert fit.r2 >= 0.98 and fit.alpha > 0
+    assert checks.extrapolates(sp_session, mlp("mup"), CHEAP_POWER_LAW).max_rel_error <= 0.01
+    with pytest.raises(AssertionError, match="power law check failed"):
+        checks.power_law(sp_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
+    with pytest.raises(AssertionError, match="extrapolation check failed") as failure:
+        checks.extrapolates(sp_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
+    assert "fit the best-LR loss per size" in str(failure.value)
+    records = [r["values"] for r in sp_session.records[-4:]]
+    assert [r["property"] for r in records] == ["power_law", "extrapolation"] * 2
+    assert records[-1]["lr_policy"] == "tuned_at_smallest" and len(set(records[-1]["lrs"])) == 1
+    assert len(records[1]["predicted"]) == 1 and records[1]["sizes"] == sorted(records[1]["sizes"])
+
+
+def test_size_is_the_count_of_non_input_parameters() -> None:
+    family = mlp("mup")
+    model = family.build(64)
+    first = next(model.parameters())  # the input layer's weight, whose fan-in (the task's input) is fixed
+    assert non_input_parameters(family, 64) == sum(p.numel() for p in model.parameters()) - first.numel()
+
+
+def test_an_unknown_lr_policy_is_named(scaling: ScalingSession) -> None:
+    with pytest.raises(ValueError, match="lr_policy must be one of per_width, tuned_at_smallest, got 'best'"):
+        checks.power_law(scaling, mlp("mup"), CHEAP_POWER_LAW, lr_policy="best")

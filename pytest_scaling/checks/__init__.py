@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from .adam import adam_epsilon
 from .mup import coord_check, lr_transfer, wider_is_better
+from .scaling_law import extrapolates, power_law
 from .stability import lr_sensitivity, no_logit_divergence, qk_layernorm_lowers_sensitivity
 
 __all__ = ["adam_epsilon", "coord_check", "lr_transfer", "wider_is_better", "lr_sensitivity", "no_logit_divergence",
-           "qk_layernorm_lowers_sensitivity"]
+           "qk_layernorm_lowers_sensitivity", "power_law", "extrapolates"]
