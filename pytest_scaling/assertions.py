@@ -73,16 +73,22 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
     bound = f"|slope| ≤ {max_abs_slope}" if two_sided else f"slope ≤ +{max_abs_slope} (growth only)"
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
              f"slope {slopes[worst]:+.3f}; threshold {bound}"]
+    # Growth propagates forward, so the first failing layer (forward order) is the likeliest cause.
+    first = int(np.flatnonzero((excess > max_abs_slope).any(axis=1))[0])
     if step == 0:
         hint = ("activations already scale with width at initialisation: is the init variance 1/fan_in "
                 "(1/fan_in² for the readout)?")
     elif slopes[worst] < 0:
         hint = "activations shrink with width during training: is an LR or multiplier scaled down twice?"
-    elif worst[0] == len(result.layers) - 1:
+    elif first == len(result.layers) - 1:
         hint = ("output layer grows with width: is the readout initialised with variance 1/fan_in² (or zero) "
                 "and its LR scaled by 1/m?")
+    elif "attn" in result.layers[first] or "attention" in result.layers[first]:
+        hint = (f"attention grows with width from {result.layers[first]} on: are attention logits scaled by 1/d_head "
+                "(muP), not 1/sqrt(d_head), and is the hidden-layer LR scaled by 1/m?")
     else:
-        hint = "hidden activations grow with width during training: is the hidden-layer LR scaled by 1/m?"
+        hint = (f"hidden activations grow with width from {result.layers[first]} on: "
+                "is the hidden-layer LR scaled by 1/m?")
     _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
 
 

@@ -60,7 +60,7 @@ def test_coord_check_fails_with_1_over_sqrt_d_attention_under_mup(session: Scali
     over_sqrt_d = families.gpt(parametrization="mup", attn_scale="1/sqrt(d)", task=TINY_LANGUAGE, name="gpt-mup-attn-over-sqrt-d")
     with pytest.raises(AssertionError, match="coordinate check failed") as failure:
         checks.coord_check(session, over_sqrt_d, ATTENTION_COORD)
-    assert ".attn.proj at step" in str(failure.value)
+    assert ".attn.proj at step" in str(failure.value) and "not 1/sqrt(d_head)" in str(failure.value)
     assert last_record(session, "coord_check[gpt-mup-attn-over-sqrt-d]")["value"] > 0.15
 
 
@@ -93,13 +93,14 @@ def test_coord_check_fails_on_gpt_hidden_layers_when_their_lr_is_not_scaled(sess
 # MLP, the coordinate-check grid muP passes in tests/test_checks.py (COORD). Measured, seeds
 # 0/1/2, slope at step 1 of hidden layer "4": 1.00 / 1.05 / 1.13, of hidden layer "2": 0.56 / 0.54 /
 # 0.58; the readout "6" inherits the growth (1.03 / 0.96 / 0.97), so on seed 0 the worst cell is the
-# readout and the hint names the readout rather than the hidden LR. Hence only the rows are asserted.
+# readout; the hint names the first failing layer in forward order, a hidden one.
 MLP_COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=64, max_abs_slope=0.15)
 
 
 def test_coord_check_fails_on_mlp_hidden_layers_when_their_lr_is_not_scaled(session: ScalingSession) -> None:
-    with pytest.raises(AssertionError, match="coordinate check failed"):
+    with pytest.raises(AssertionError, match="coordinate check failed") as failure:
         checks.coord_check(session, families.mlp(parametrization=UNSCALED_HIDDEN_LR), MLP_COORD)
+    assert "hidden activations grow with width from 2 on: is the hidden-layer LR scaled by 1/m?" in str(failure.value)
     record = last_record(session, "coord_check[mlp-d3-mup-unscaled-hidden-lr]")
     slopes = dict(zip(record["layers"], record["slopes"]))
     assert all(s > 0.15 for layer in ("2", "4") for s in slopes[layer])

@@ -25,15 +25,17 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     Steps 1..T are asserted, growth only: at step 0 only the init speaks, and muP's readout
     (variance 1/fan_in^2) shrinks there by design; at the first steps of a finite-width GPT it is
     still shrinking towards its Theta(1) update part (measured: slope -0.28 at step 1, widths
-    64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5.
+    64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5. One run per width,
+    from the session's first seed.
     """
     grid = grid or scaling.tier.coord_check
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
         steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
     )
-    result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), seeds=(0,), config=config)
-    runs = [result.run(w, grid.lr, 0) for w in result.widths]
+    seed = scaling.seeds[0]
+    result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), seeds=(seed,), config=config)
+    runs = [result.run(w, grid.lr, seed) for w in result.widths]
     layers = [name for name in runs[0].probes["activation"]]
     sizes = _layer_sizes(runs, layers)[:, 1:, :]
     slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
