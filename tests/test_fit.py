@@ -96,6 +96,18 @@ def test_extrapolation_flags_a_curve_that_bends_away():
     assert not np.any(res.in_band)
 
 
+def test_the_z_score_counts_the_fits_own_spread_besides_seed_noise():
+    """With tiny seed noise, a fit on a few noisy sizes is judged by its bootstrap spread, not flagged by noise alone."""
+    rng = np.random.default_rng(0)
+    y = power_law(X) * np.exp(0.01 * rng.standard_normal(X.size))
+    res = extrapolation_check(X, y, holdout=2, bootstrap=100, seed_noise=np.full(X.size, 1e-9))
+    spread = res.fit.bootstrap_predictions(res.x_holdout).std(axis=0)
+    np.testing.assert_allclose(res.seed_noise, np.sqrt(1e-18 + spread**2))
+    np.testing.assert_allclose(res.z_scores, (res.predicted - res.y_holdout) / res.seed_noise)
+    without = extrapolation_check(X, y, holdout=2, bootstrap=0, seed_noise=np.full(X.size, 1e-9))
+    assert np.all(np.abs(without.z_scores) > np.abs(res.z_scores))
+
+
 def test_holdout_takes_all_seeds_of_the_largest_size():
     x = np.repeat(X, 2)
     y = power_law(x) * np.exp(0.002 * np.tile([1.0, -1.0], X.size))
