@@ -104,6 +104,19 @@ class EpsilonGrid:
 
 
 @dataclass(frozen=True)
+class DepthGrid:
+    """Depth: one family per depth in ``depths``, each swept on ``sweep`` (widths x LRs, Wortsman et al.'s recipe;
+    its S bound and logit caps belong to the stability checks and are not used here).
+
+    At the sweep's widest width, LR sensitivity S may grow by at most ``max_growth_per_doubling`` per doubling of depth
+    (least-squares slope of S on log2 depth)."""
+
+    depths: tuple[int, ...]
+    sweep: StabilityGrid
+    max_growth_per_doubling: float
+
+
+@dataclass(frozen=True)
 class Tier:
     """One tier: its name, the device kind it needs ("cpu" or "cuda"), its default seed count,
     what it is for, and the grids and thresholds of each property (one place, per tier)."""
@@ -117,6 +130,7 @@ class Tier:
     stability: StabilityGrid
     adam_epsilon: EpsilonGrid
     power_law: PowerLawGrid
+    depth: DepthGrid | None = None  # None: the depth check skips
 
 
 TIERS: dict[str, Tier] = {
@@ -139,7 +153,7 @@ TIERS: dict[str, Tier] = {
             coord_check=CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=32, max_abs_slope=0.15),
             lr_transfer=TransferGrid(widths=(128, 256, 512), lrs=_log2_grid(-14, -4), steps=300, batch_size=128,
                                      max_abs_slope=0.25, wider_rtol=0.01),
-            # Calibrated on one seed (benchmarks/RESULTS.md); the smoke and gpu stability grids are not calibrated yet.
+            # Calibrated over 5 seeds with the other cpu grids (benchmarks/calibrate.py, RESULTS.md "Threshold calibration").
             stability=StabilityGrid(widths=(64, 128), lrs=_log10_grid(-3, -0.5), steps=250, batch_size=32, warmup=25,
                                     probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, stacking="none",
                                     seeds=1),
