@@ -68,7 +68,6 @@ _BY_DEST = {option.dest: option for option in OPTIONS}
 
 #: Options that parse but whose machinery is not built yet: (dest, value), value None meaning any value.
 #: Giving one is a usage error; remove its entry when the feature lands.
-NOT_YET_IMPLEMENTED: tuple[tuple[str, str | None], ...] = ()
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 MARKER_KWARGS: tuple[str, ...] = ("property", "tiers")
@@ -120,25 +119,16 @@ _RUN = pytest.StashKey[_Run]()
 WORKER_RECORDS = "scaling_records"
 
 
-def _not_yet_note(dest: str) -> str:
-    """Help-text suffix marking an option, or some of its values, as not implemented yet."""
-    values = [value for d, value in NOT_YET_IMPLEMENTED if d == dest]
-    if None in values:
-        return " (not implemented yet)"
-    return "".join(f" ({value}: not implemented yet)" for value in values)
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add OPTIONS to the "scaling" group, each with its ini key where it has one."""
     group = parser.getgroup("scaling", "scaling-property tests (pytest-scaling)")
     for option in OPTIONS:
-        help_text = option.help + _not_yet_note(option.dest)
-        kwargs: dict[str, Any] = {"dest": option.dest, "action": option.action, "help": help_text}
+        kwargs: dict[str, Any] = {"dest": option.dest, "action": option.action, "help": option.help}
         if option.metavar:
             kwargs["metavar"] = option.metavar
         group.addoption(option.flag, **kwargs)
         if option.ini:
-            parser.addini(option.dest, f"default for {option.flag}: {help_text}", type=option.ini, default=None)
+            parser.addini(option.dest, f"default for {option.flag}: {option.help}", type=option.ini, default=None)
 
 
 def _given(config: pytest.Config, dest: str) -> tuple[Any, str] | None:
@@ -211,16 +201,6 @@ def _check_cache(directory: Path) -> None:
             raise pytest.UsageError(str(err)) from None
 
 
-def _reject_not_yet_implemented(config: pytest.Config) -> None:
-    """Make any NOT_YET_IMPLEMENTED option that was given a usage error, so none is silently ignored."""
-    for dest, value in NOT_YET_IMPLEMENTED:
-        given = _given(config, dest)
-        if given is not None and value in (None, given[0]):
-            flag = _BY_DEST[dest].flag
-            what = given[1] if value is None else given[1].replace(flag, f"{flag} {value}", 1)
-            raise pytest.UsageError(f"{what} is not implemented yet")
-
-
 def _given_path(config: pytest.Config, dest: str) -> list[Path]:
     """A path option's path(s): from the invocation directory on the command line, from the rootdir in the ini."""
     given = _given(config, dest)
@@ -285,7 +265,6 @@ def pytest_configure(config: pytest.Config) -> None:
     tier = resolve_tier(config)
     n_seeds = _seed_count(config, tier)
     executor = _executor(config)
-    _reject_not_yet_implemented(config)
     family_spec = _family_spec(config)
     save_baseline = next(iter(_given_path(config, "scaling_save_baseline")), None)
     config.stash[_SETTINGS] = _Settings(

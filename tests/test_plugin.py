@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pytest_scaling.families  # noqa: F401 - in-process runs unload what they import, and numpy's extensions load once
-from pytest_scaling.plugin import NOT_YET_IMPLEMENTED, OPTIONS
+from pytest_scaling.plugin import OPTIONS
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.store import CACHE_FILE, ResultCache
 from pytest_scaling.tiers import TIERS
@@ -105,14 +105,6 @@ def test_invalid_values_are_one_line_usage_errors(
 ) -> None:
     pytester.makeini(f"[pytest]\n{ini}\n")
     assert_usage_error(run(pytester, REPORT_FIXTURES, *args), message)
-
-
-@pytest.mark.parametrize(("dest", "value"), NOT_YET_IMPLEMENTED)
-def test_options_not_implemented_yet_are_usage_errors(pytester: pytest.Pytester, dest: str, value: str | None) -> None:
-    option = next(option for option in OPTIONS if option.dest == dest)
-    args = (option.flag,) if option.action == "store_true" else (option.flag, value or "somewhere")
-    shown = option.flag if value is None else f"{option.flag} {value}"
-    assert_usage_error(run(pytester, REPORT_FIXTURES, *args), f"{shown} is not implemented yet")
 
 
 # The run cache and the executor
