@@ -29,25 +29,25 @@ from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS
 
 
-def _gpt(qk_layernorm: bool = True):
-    return families.gpt(parametrization="mup", qk_layernorm=qk_layernorm, z_loss=1e-4)
+def _gpt():
+    return families.gpt(parametrization="mup", qk_layernorm=True, z_loss=1e-4)
 
 
 def _mlp():
     return families.mlp(parametrization="mup")
 
 
-#: name -> (call on a session, what the recorded value means, and whether larger is worse)
-CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str, bool]] = {
-    "coord_check[gpt]": (lambda s: checks.coord_check(s, _gpt()), "max growth slope", True),
-    "coord_check[mlp]": (lambda s: checks.coord_check(s, _mlp()), "max growth slope", True),
-    "lr_transfer[mlp]": (lambda s: checks.lr_transfer(s, _mlp()), "slope of log2 eta* (|.|)", True),
-    "wider_is_better[mlp]": (lambda s: checks.wider_is_better(s, _mlp()), "max relative loss rise", True),
-    "power_law[mlp]": (lambda s: checks.power_law(s, _mlp()), "R² (log)", False),
-    "extrapolation[mlp]": (lambda s: checks.extrapolates(s, _mlp()), "max relative error", True),
-    "lr_sensitivity[gpt]": (lambda s: checks.lr_sensitivity(s, _gpt()), "max S over widths", True),
-    "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit", True),
-    "no_logit_divergence[gpt] |log Z|": (lambda s: checks.no_logit_divergence(s, _gpt()), "max |mean log Z|", True),
+#: name -> (call on a session, what the recorded value means); every value is ideally 0, larger is worse
+CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
+    "coord_check[gpt]": (lambda s: checks.coord_check(s, _gpt()), "max growth slope"),
+    "coord_check[mlp]": (lambda s: checks.coord_check(s, _mlp()), "max growth slope"),
+    "lr_transfer[mlp]": (lambda s: checks.lr_transfer(s, _mlp()), "slope of log2 eta* (|.|)"),
+    "wider_is_better[mlp]": (lambda s: checks.wider_is_better(s, _mlp()), "max relative loss rise"),
+    "power_law[mlp]": (lambda s: checks.power_law(s, _mlp()), "1 − R² (log)"),
+    "extrapolation[mlp]": (lambda s: checks.extrapolates(s, _mlp()), "max relative error"),
+    "lr_sensitivity[gpt]": (lambda s: checks.lr_sensitivity(s, _gpt()), "max S over widths"),
+    "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit"),
+    "no_logit_divergence[gpt] |log Z|": (lambda s: checks.no_logit_divergence(s, _gpt()), "max |mean log Z|"),
 }
 
 #: The series of the logit check each of its rows judges, and the cap that bounds it.
@@ -72,7 +72,7 @@ def calibrate(tier_name: str, replicates: int, cache: Path, only: list[str] | No
     """One table row per check: values of each replicate, mean, std, worst, threshold, margin."""
     tier = TIERS[tier_name]
     rows = []
-    for name, (run, meaning, larger_is_worse) in CHECKS.items():
+    for name, (run, meaning) in CHECKS.items():
         if only and not any(name.startswith(prefix) for prefix in only):
             continue
         values, threshold, started = [], math.nan, time.perf_counter()
@@ -87,11 +87,11 @@ def calibrate(tier_name: str, replicates: int, cache: Path, only: list[str] | No
             values.append(_value(name, record))
             threshold = _threshold(name, record)
             session.close()
-        worst = max(values) if larger_is_worse else min(values)
+        worst = max(values)
         spread = statistics.stdev(values) if len(values) > 1 else math.nan
-        gap = threshold - worst if larger_is_worse else worst - threshold
+        gap = threshold - worst
         rows.append([name, meaning, " ".join(f"{v:.4g}" for v in values), f"{statistics.mean(values):.4g}",
-                     f"{spread:.2g}", f"{worst:.4g}", ("≤ " if larger_is_worse else "≥ ") + f"{threshold:g}",
+                     f"{spread:.2g}", f"{worst:.4g}", f"≤ {threshold:g}",
                      f"{gap / spread:.1f}σ" if spread > 0 else "-", f"{time.perf_counter() - started:.0f}"])
         print(tabulate([rows[-1]], tablefmt="plain"), file=sys.stderr, flush=True)
     return rows

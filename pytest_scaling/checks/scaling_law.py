@@ -93,8 +93,9 @@ def power_law(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = Non
     grid = grid or scaling.tier.power_law
     points = size_losses(scaling, family, grid, lr_policy)
     fit = fit_power_law(points.sizes, points.mean)
-    scaling.record(f"power_law[{family.name}]", property="power_law", family=family.name, value=fit.r2,
-                   threshold=grid.min_r2, fit=_fit_data(fit), **_data(points))
+    # Recorded as 1 − R², ideally 0 like every recorded value, so a baseline reads a larger value as worse.
+    scaling.record(f"power_law[{family.name}]", property="power_law", family=family.name, value=1.0 - fit.r2,
+                   threshold=1.0 - grid.min_r2, fit=_fit_data(fit), **_data(points))
     return assert_power_law(fit, min_r2=grid.min_r2)
 
 
