@@ -250,3 +250,24 @@ def assert_adam_epsilon(result: EpsilonResult, *, max_frac_below_eps: float = 0.
             "gradient scale) or an ε well below the smallest gradient RMS in the table")
     _fail("Adam epsilon check failed: ε is not small against the gradients",
           ["layer", "grad RMS", "ε", "grad RMS / ε", "fraction √v̂ < ε", "width", "lr", "fails on"], rows, facts, hint)
+
+
+def assert_depth_sensitivity(sensitivity: SensitivityResult, optimum: TransferResult, *, width: float,
+                             max_growth_per_doubling: float) -> SensitivityResult:
+    """LR sensitivity over depths (one width) may grow by at most max_growth_per_doubling per doubling of depth.
+
+    ``optimum`` (η* per depth) is evidence only: without depth scaling of the LR, η* falls with depth either way.
+    """
+    growth = sensitivity.growth_per_doubling
+    if growth is None or growth <= max_growth_per_doubling:
+        return sensitivity
+    rows = [[_num(depth), _num(s), "—" if np.isnan(eta) else f"{eta:.2f}",
+             ", ".join("edge" if np.isnan(v) else f"{v:.2f}" for v in optimum.log2_lr_opt[i])]
+            for i, (depth, s, eta) in enumerate(zip(sensitivity.sizes, sensitivity.mean, optimum.mean_log2_lr))]
+    slope = "—" if optimum.slope is None else f"{optimum.slope:.3f}"
+    facts = [f"width {_num(width)}: S grows {growth:.4g} per doubling of depth; threshold ≤ {max_growth_per_doubling}",
+             f"slope of log2 η* on log2 depth: {slope}"]
+    hint = ("deep stacks lose the high LRs: scale each residual branch by 1/√L (depth-μP; "
+            "families.gpt(residual_scale='1/sqrt(L)')) and look at the loss-vs-LR curves of the deepest model")
+    _fail("depth check failed: LR sensitivity grows with depth", ["depth", "S", "η* (log2, mean)", "η* (log2) per seed"],
+          rows, facts, hint)

@@ -1,0 +1,60 @@
+"""Depth negative control: without residual scaling LR sensitivity grows with depth past the bound; with 1/√L it does not."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import pytest
+import torch
+
+from pytest_scaling import checks, families, tasks
+from pytest_scaling.family import ModelFamily
+from pytest_scaling.session import ScalingSession
+from pytest_scaling.tiers import TIERS, DepthGrid, StabilityGrid
+
+TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
+
+# muP GPT with qk-layernorm and z-loss 1e-4, depths 2 and 8, the upper half of the stability LR range, 100 steps
+# (20 warmup, cosine), batch 16. Only width 64 is asserted; 16 is the cheap second width a sweep needs. Measured growth
+# of S per doubling of depth at width 64, seeds 0/1/2: plain residuals 0.102 / 0.261 / 0.074, 1/√L 0.033 / -0.001 /
+# 0.046, both from the top LR (10^-0.5: final loss at depth 8 1.85 / 2.79 / 1.69 plain, 1.40 / 1.23 / 1.44 with 1/√L).
+# Width 32 did not separate the variants (1/√L 0.078-0.092, plain 0.065-0.151).
+CHEAP = DepthGrid(depths=(2, 8), sweep=StabilityGrid(widths=(16, 64), lrs=(10**-1.5, 10**-1, 10**-0.5), steps=100,
+                                                     batch_size=16, warmup=20, probe_every=20, max_sensitivity=0.1,
+                                                     attention_logit_cap=1e3, log_z_cap=20.0, stacking="none"),
+                  max_growth_per_doubling=0.06)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScalingSession]:
+    """A seed-0 session on one thread (2 shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0],
+                             cache_dir=tmp_path_factory.mktemp("cache"))
+    yield scaling
+    scaling.close()
+    torch.set_num_threads(threads)
+
+
+def stable_gpt(residual_scale: str | None) -> Callable[[int], ModelFamily]:
+    tag = "sqrtL" if residual_scale else "plain"
+    return lambda n_layers: families.gpt(parametrization="mup", qk_layernorm=True, z_loss=1e-4, task=TINY_LANGUAGE,
+                                         n_layers=n_layers, residual_scale=residual_scale, name=f"gpt-L{n_layers}-{tag}")
+
+
+def test_depth_passes_with_residual_scaling_and_fails_without(session: ScalingSession) -> None:
+    clean = checks.depth(session, stable_gpt("1/sqrt(L)"), CHEAP)
+    assert clean.growth_per_doubling is not None and clean.growth_per_doubling <= 0.06
+    with pytest.raises(AssertionError, match="depth check failed") as failure:
+        checks.depth(session, stable_gpt(None), CHEAP)
+    message = str(failure.value)
+    assert "width 64: S grows" in message and "threshold ≤ 0.06" in message and "residual_scale='1/sqrt(L)'" in message
+    record = session.records[-1]["values"]
+    assert record["property"] == "depth" and record["depths"] == [2, 8] and record["value"] > 0.06
+    assert len(record["sensitivity"]) == 2 and len(record["log2_lr_opt"][-1]) == 2
+
+
+def test_a_tier_without_a_depth_grid_skips(session: ScalingSession) -> None:
+    with pytest.raises(pytest.skip.Exception, match="has no depth grid"):
+        checks.depth(session, stable_gpt(None))
