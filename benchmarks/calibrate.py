@@ -65,7 +65,7 @@ def _value(name: str, record: dict[str, Any]) -> float:
 
 
 def _threshold(name: str, record: dict[str, Any]) -> float:
-    return record["threshold"][_LOGIT_SERIES[name][1]] if name in _LOGIT_SERIES else record["threshold"]
+    return record["caps"][_LOGIT_SERIES[name][1]] if name in _LOGIT_SERIES else record["threshold"]
 
 
 def calibrate(tier_name: str, replicates: int, cache: Path, only: list[str] | None) -> list[list[Any]]:

@@ -58,7 +58,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "with_qk_layernorm": _sensitivity([0.05, 0.06], 3.2), "without_qk_layernorm": _sensitivity([0.2, 0.4], 5.5),
     },
     "no_logit_divergence": {
-        "property": "no_logit_divergence", "family": "gpt", "threshold": {"attention_logit_cap": 1e3, "log_z_cap": 20.0},
+        "property": "no_logit_divergence", "family": "gpt", "value": 2.0, "threshold": 1.0, "caps": {"attention_logit_cap": 1e3, "log_z_cap": 20.0},
         "max_abs": {"w=64 lr=0.1 seed=0 attention logit": 30.0}, "diverged": [], "steps": [0, 6, 12, 18, 24],
         "runs": [{"width": w, "lr": lr, "seed": 0} for w in (64, 128) for lr in (0.01, 0.1, 0.316)],
         "series": {"attention logit": [_logit_series(w, peak) for w in (64, 128) for peak in (15.0, 30.0, 2e3)],

@@ -12,7 +12,7 @@ from ..assertions import assert_depth_sensitivity
 from ..family import ModelFamily
 from ..tiers import DepthGrid
 from ._records import json_losses
-from .stability import _stability_sweep
+from .stability import stability_sweep
 
 
 def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
@@ -28,7 +28,7 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth grid")
     families = [build_family(n_layers) for n_layers in grid.depths]
-    results = [_stability_sweep(scaling, family, grid.sweep) for family in families]
+    results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
     widths = results[0].widths

@@ -23,7 +23,7 @@ def _stability_config(grid: StabilityGrid) -> TrainConfig:
                        schedule="cosine", grad_clip=1.0, probe_every=grid.probe_every, probe_kinds=("attention", "output"))
 
 
-def _stability_sweep(scaling: Any, family: ModelFamily, grid: StabilityGrid) -> SweepResult:
+def stability_sweep(scaling: Any, family: ModelFamily, grid: StabilityGrid) -> SweepResult:
     """One sweep config for both stability properties, so a cached session trains each family once."""
     return scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                          config=_stability_config(grid), stacking=grid.stacking)
@@ -38,7 +38,7 @@ def _sensitivity_record(family: ModelFamily, result: SweepResult, sensitivity: m
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) must stay under the tier's bound at every width: a stable recipe tolerates a wide LR range."""
     grid = grid or scaling.tier.stability
-    result = _stability_sweep(scaling, family, grid)
+    result = stability_sweep(scaling, family, grid)
     sensitivity = result.lr_sensitivity()
     scaling.record(f"lr_sensitivity[{family.name}]", property="lr_sensitivity", value=float(sensitivity.mean.max()),
                    threshold=grid.max_sensitivity, **_sensitivity_record(family, result, sensitivity))
@@ -49,9 +49,10 @@ def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, fami
                                     grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """S with qk-layernorm must be lower than without at every width: bounding attention logits is what keeps high LRs trainable."""
     grid = grid or scaling.tier.stability
-    results = [_stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
+    results = [stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
     with_qkln, without_qkln = (result.lr_sensitivity() for result in results)
     scaling.record(f"qk_layernorm_lowers_sensitivity[{family_with.name}]", property="qk_layernorm_lowers_sensitivity",
+                   family=family_with.name,
                    with_qk_layernorm=_sensitivity_record(family_with, results[0], with_qkln),
                    without_qk_layernorm=_sensitivity_record(family_without, results[1], without_qkln))
     return assert_lr_sensitivity(with_qkln, max_value=None, lower_than=without_qkln)
@@ -76,13 +77,19 @@ def _logit_trends(run: RunResult, steps: list[int], grid: StabilityGrid) -> dict
 def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> dict[str, metrics.LogitTrend]:
     """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing (Wortsman et al.'s instabilities)."""
     grid = grid or scaling.tier.stability
-    result = _stability_sweep(scaling, family, grid)
+    result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
     by_run = {key: _logit_trends(run, steps, grid) for key, run in sorted(result.runs.items())}
     trends = {f"w={w} lr={lr:.3g} seed={s} {series}": trend
               for (w, lr, s), run_trends in by_run.items() for series, trend in run_trends.items()}
+    caps = {"attention logit": grid.attention_logit_cap, "|log Z|": grid.log_z_cap}
+    # The value is the largest fraction of its cap any series reached (1 = at the cap; +inf: diverged), so a
+    # baseline compares it like every other value; each series' own maximum and trend are in the data.
+    used = max((trend.max_abs / caps[series] for run_trends in by_run.values() for series, trend in run_trends.items()),
+               default=0.0)
     scaling.record(f"no_logit_divergence[{family.name}]", property="no_logit_divergence", family=family.name,
-                   threshold={"attention_logit_cap": grid.attention_logit_cap, "log_z_cap": grid.log_z_cap},
+                   value=float(used) if np.isfinite(used) else None, threshold=1.0,
+                   caps={"attention_logit_cap": grid.attention_logit_cap, "log_z_cap": grid.log_z_cap},
                    max_abs={name: t.max_abs if np.isfinite(t.max_abs) else None for name, t in trends.items()},
                    diverged=[name for name, t in trends.items() if t.diverged or t.growing], steps=steps,
                    runs=[{"width": w, "lr": lr, "seed": s} for w, lr, s in by_run],

@@ -266,7 +266,7 @@ def _qk_losses_panel(key: str) -> Panel:
     return plot
 
 
-#: Per logit series recorded by no_logit_divergence: the threshold key of its cap, its axis label and y scale.
+#: Per logit series recorded by no_logit_divergence: the key of its cap in the record's ``caps``, its axis label and y scale.
 LOGIT_SERIES: dict[str, tuple[str, str, str]] = {
     "attention logit": ("attention_logit_cap", "max attention logit (over layers)", "log"),
     "|log Z|": ("log_z_cap", "|mean log Z| (output normaliser)", "linear"),
@@ -291,8 +291,7 @@ def _logit_panel(series: str, legend: bool) -> Panel:
             axes.plot(data["steps"], values, "-", marker=markers[run["width"]], markersize=3, color=colour, alpha=0.8)
             _mark_diverged(axes, [step for step, value in zip(data["steps"], values) if math.isnan(value)][:1], colour)
         cap, label, scale = LOGIT_SERIES[series]
-        caps = record["threshold"] if isinstance(record["threshold"], dict) else {}
-        _threshold_line(axes, caps.get(cap), "cap")
+        _threshold_line(axes, record["data"].get("caps", {}).get(cap), "cap")
         axes.set(yscale=scale, xlabel="step", ylabel=label, title=f"{series} vs step")
         if legend:
             handles = [Line2D([], [], color=colours[lr], label=f"lr {lr:.3g}") for lr in lrs]
