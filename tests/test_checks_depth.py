@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
-import torch
 
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.family import ModelFamily
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, DepthGrid, StabilityGrid
+from pytest_scaling.tiers import DepthGrid, StabilityGrid
 
 TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
 
@@ -26,15 +25,8 @@ CHEAP = DepthGrid(depths=(2, 8), sweep=StabilityGrid(widths=(16, 64), lrs=(10**-
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScalingSession]:
-    """A seed-0 session on one thread (2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0],
-                             cache_dir=tmp_path_factory.mktemp("cache"))
-    yield scaling
-    scaling.close()
-    torch.set_num_threads(threads)
+def session(one_thread_session: ScalingSession) -> ScalingSession:
+    return one_thread_session
 
 
 def stable_gpt(residual_scale: str | None) -> Callable[[int], ModelFamily]:

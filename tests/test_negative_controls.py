@@ -7,31 +7,20 @@ on the same grids and gave the same verdicts (their numbers are in the comments 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import pytest
-import torch
 
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.parametrization import PARAMETRIZATIONS
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, CoordCheckGrid, StabilityGrid
+from pytest_scaling.tiers import CoordCheckGrid, StabilityGrid
 
 TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScalingSession]:
-    """One cached seed-0 session for the module, so checks that share a sweep train it once.
-
-    Trains on one thread meanwhile: on 2 busy cores the GPT coordinate check took 32 s on two threads, 3.4 s on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0],
-                             cache_dir=tmp_path_factory.mktemp("cache"))
-    yield scaling
-    scaling.close()
-    torch.set_num_threads(threads)
+def session(one_thread_session: ScalingSession) -> ScalingSession:
+    return one_thread_session
 
 
 def last_record(session: ScalingSession, name: str) -> dict:
