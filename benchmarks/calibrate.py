@@ -26,7 +26,10 @@ from tabulate import tabulate
 
 from pytest_scaling import checks, families
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS
+from pytest_scaling.tiers import TIERS, DepthGrid, StabilityGrid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scaling_tests"))
+from test_depth import gpt_at_depth  # noqa: E402  (the suite's own depth family)
 
 
 def _gpt():
@@ -37,6 +40,12 @@ def _mlp():
     return families.mlp(parametrization="mup")
 
 
+#: The depth grid tried for the cpu tier; it is in no tier, since the clean family failed it on 2 of 5 replicates.
+DEPTH_TRIED = DepthGrid(depths=(2, 8), max_growth_per_doubling=0.03,
+                        sweep=StabilityGrid(widths=(16, 64), lrs=tuple(10.0 ** (e / 2) for e in range(-5, 0)), steps=100,
+                                            batch_size=16, warmup=20, probe_every=20, max_sensitivity=0.1,
+                                            attention_logit_cap=1e3, log_z_cap=20.0, stacking="none", seeds=1))
+
 #: name -> (call on a session, what the recorded value means); every value is ideally 0, larger is worse
 CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "coord_check[gpt]": (lambda s: checks.coord_check(s, _gpt()), "max growth slope"),
@@ -46,6 +55,7 @@ CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "power_law[mlp]": (lambda s: checks.power_law(s, _mlp()), "1 − R² (log)"),
     "extrapolation[mlp]": (lambda s: checks.extrapolates(s, _mlp()), "max relative error"),
     "lr_sensitivity[gpt]": (lambda s: checks.lr_sensitivity(s, _gpt()), "max S over widths"),
+    "depth[gpt]": (lambda s: checks.depth(s, gpt_at_depth, DEPTH_TRIED), "growth of S per doubling of depth"),
     "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit"),
     "no_logit_divergence[gpt] |log Z|": (lambda s: checks.no_logit_divergence(s, _gpt()), "max |mean log Z|"),
 }

@@ -1,4 +1,7 @@
-"""Depth (built-in GPT): with 1/√L residual branches, LR sensitivity stays nearly flat from 2 to 8 layers."""
+"""Depth (built-in GPT): with 1/√L residual branches, LR sensitivity may grow only slowly with depth.
+
+Skipped in every tier for now: on the CPU grid tried, the clean family failed the bound on 2 of 5 seeds
+(benchmarks/RESULTS.md, "Depth"); the check and its residual-scaling control live in the library and tests/."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import pytest
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.family import ModelFamily
 
-# The language the tiers' depth grids were calibrated on (tiers.py): small enough for depth 8 on CPU.
+# A language small enough for depth 8 on CPU.
 SMALL_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
 
 
@@ -17,6 +20,6 @@ def gpt_at_depth(n_layers: int) -> ModelFamily:
                         residual_scale="1/sqrt(L)", name=f"gpt-L{n_layers}-mup-qkln-z0.0001-sqrtL")
 
 
-@pytest.mark.scaling(property="depth", tiers=("cpu", "gpu"))
+@pytest.mark.scaling(property="depth")
 def test_depth_builtin_gpt(scaling):
     checks.depth(scaling, gpt_at_depth)

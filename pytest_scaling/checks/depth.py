@@ -26,7 +26,8 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
     """
     grid = grid or scaling.tier.depth
     if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no depth grid")
+        pytest.skip(f"tier {scaling.tier.name!r} has no depth grid: no depth bound holds over seeds at its budget yet "
+                    "(benchmarks/RESULTS.md); pass grid=DepthGrid(...) to check your own")
     families = [build_family(n_layers) for n_layers in grid.depths]
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
