@@ -64,11 +64,21 @@ RECORDS: dict[str, dict[str, Any]] = {
         "series": {"attention logit": [_logit_series(w, peak) for w in (64, 128) for peak in (15.0, 30.0, 2e3)],
                    "|log Z|": [_logit_series(w, peak) for w in (64, 128) for peak in (12.0, 14.0, 16.0)]},
     },
+    "adam_epsilon": {
+        "property": "adam_epsilon", "family": "gpt", "value": 0.0, "threshold": 0.25, "rms_ratio_threshold": 10.0,
+        "layers": ["embed.weight", "blocks.0.fc.weight", "lm_head.weight"], "widths": [64, 128], "lrs": [1e-3, 1e-2],
+        "eps": [1e-8, 1e-8, 1e-8], "grad_rms": [[[2e-4, 1e-4], [1e-4, 5e-5]], [[3e-5, 2e-5], [1.5e-5, 1e-5]],
+                                                [[1e-3, 8e-4], [5e-4, 4e-4]]],
+    },
+    "depth": {
+        "property": "depth", "family": "gpt-L8", "value": 0.015, "threshold": 0.03, "depths": [2, 4, 8],
+        "widths": [16, 64], "sensitivity": [[0.06, 0.09, 0.12], [0.04, 0.05, 0.07]],
+    },
 }
 
 #: Panels each property's figure draws.
 PANELS = {"power_law": 1, "extrapolation": 1, "lr_sensitivity": 2, "qk_layernorm_lowers_sensitivity": 3,
-          "no_logit_divergence": 2}
+          "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1}
 
 
 def _diverged(prop: str) -> dict[str, Any]:
@@ -86,6 +96,10 @@ def _diverged(prop: str) -> dict[str, Any]:
         values["values"][1] = None
     if prop == "qk_layernorm_lowers_sensitivity":
         values["without_qk_layernorm"]["losses"] = [[3.4, None, None], [None, None, None]]
+    if prop == "adam_epsilon":
+        values["grad_rms"][1] = [[None, None], [None, None]]
+    if prop == "depth":
+        values["sensitivity"][1][-1] = None
     if prop == "no_logit_divergence":
         for series in values["series"].values():
             series[2][-2:] = [None, None]

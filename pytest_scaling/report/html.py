@@ -303,6 +303,37 @@ def _logit_panel(series: str, legend: bool) -> Panel:
     return plot
 
 
+_EPSILON_LAYERS_NAMED = 5
+
+
+def _plot_epsilon_headroom(axes: Axes, record: dict[str, Any]) -> None:
+    """Per layer, its smallest gradient RMS over the LRs in units of Adam's ε against width (log-log): the headroom
+    that shrinks as gradients fall with width, above the ratio the check requires."""
+    data = record["data"]
+    ratios = {layer: [min(_floats(per_lr), default=math.nan) / eps for per_lr in rms]
+              for layer, eps, rms in zip(data["layers"], data["eps"], data["grad_rms"])}
+    # Only the layers closest to ε at the widest width are named: a Transformer has dozens.
+    closest = sorted(ratios, key=lambda layer: (math.isnan(ratios[layer][-1]), ratios[layer][-1]))[:_EPSILON_LAYERS_NAMED]
+    for (layer, values), colour in zip(ratios.items(), _colours(len(ratios))):
+        axes.plot(data["widths"], values, "o-", color=colour, markersize=3, label=layer if layer in closest else None)
+    _threshold_line(axes, data.get("rms_ratio_threshold"), "required ratio")
+    _width_axis(axes)
+    axes.set(yscale="log", ylabel="gradient RMS / ε (min over LRs)",
+             title=f"Adam ε headroom per layer ({_EPSILON_LAYERS_NAMED} closest named)")
+    _legend(axes)
+
+
+def _plot_depth_sensitivity(axes: Axes, record: dict[str, Any]) -> None:
+    """LR sensitivity S against depth, one line per width (the widest is the asserted one)."""
+    data = record["data"]
+    for width, colour, values in zip(data["widths"], _colours(len(data["widths"])), data["sensitivity"]):
+        axes.plot(data["depths"], _floats(values), "o-", color=colour, label=f"width {width}")
+    axes.set_xscale("log", base=2)
+    axes.set(xticks=data["depths"], xticklabels=[str(d) for d in data["depths"]], xlabel="depth (layers)",
+             ylabel="LR sensitivity S", title=f"S vs depth (growth {number(record['value'])} per doubling)")
+    _legend(axes)
+
+
 def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
     """The value with its CI, against ± the threshold and the baseline's band."""
     bounds = ci_bounds(record["ci"])
@@ -328,6 +359,8 @@ FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
                        (_plot_lr_sensitivity, ("widths", "values"))),
     "qk_layernorm_lowers_sensitivity": ((_plot_qk_sensitivity, tuple(QK_VARIANTS)),
                                         *((_qk_losses_panel(key), tuple(QK_VARIANTS)) for key in QK_VARIANTS)),
+    "adam_epsilon": ((_plot_epsilon_headroom, ("layers", "widths", "eps", "grad_rms")),),
+    "depth": ((_plot_depth_sensitivity, ("depths", "widths", "sensitivity")),),
     "no_logit_divergence": tuple((_logit_panel(series, legend=series == "|log Z|"), ("steps", "runs", "series"))
                                  for series in LOGIT_SERIES),
 }
