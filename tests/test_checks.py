@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -93,3 +95,10 @@ def test_size_is_the_count_of_non_input_parameters() -> None:
 def test_an_unknown_lr_policy_is_named(scaling: ScalingSession) -> None:
     with pytest.raises(ValueError, match="lr_policy must be one of per_width, tuned_at_smallest, got 'best'"):
         checks.power_law(scaling, mlp("mup"), CHEAP_POWER_LAW, lr_policy="best")
+
+
+def test_too_few_widths_are_named_before_any_training(scaling: ScalingSession) -> None:
+    grid = dataclasses.replace(CHEAP_POWER_LAW, widths=(16, 32, 64))
+    with pytest.raises(ValueError, match=r"the extrapolation check \(holding out 1\) needs at least 4 distinct widths, got 3"):
+        checks.extrapolates(scaling, mlp("mup"), grid)
+    assert scaling.records == []

@@ -76,6 +76,13 @@ def _standard_error(points: SizeLosses) -> np.ndarray | None:
     return np.full(len(points.widths), pooled / np.sqrt(points.n_seeds)) if pooled > 0 else None
 
 
+def _require_widths(family: ModelFamily, grid: PowerLawGrid, needed: int, what: str) -> None:
+    """Fail before any training when the grid has too few widths for the fit (E, A and α need three sizes)."""
+    widths = grid.widths or family.widths
+    if len(set(widths)) < needed:
+        raise ValueError(f"{what} needs at least {needed} distinct widths, got {len(set(widths))}: {tuple(widths)}")
+
+
 def _data(points: SizeLosses) -> dict[str, Any]:
     """The points behind a power-law record (what the report plots)."""
     return {"widths": list(points.widths), "sizes": points.sizes.tolist(), "losses": points.mean.tolist(),
@@ -91,6 +98,7 @@ def power_law(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = Non
               lr_policy: LRPolicy = "per_width") -> PowerLawFit:
     """The best-LR loss against size must follow E + A·N^-α (R² in log space at least the tier's bound)."""
     grid = grid or scaling.tier.power_law
+    _require_widths(family, grid, 3, "the power-law check")
     points = size_losses(scaling, family, grid, lr_policy)
     fit = fit_power_law(points.sizes, points.mean)
     # Recorded as 1 − R², ideally 0 like every recorded value, so a baseline reads a larger value as worse.
@@ -104,6 +112,7 @@ def extrapolates(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = 
     """A power law fitted without the largest ``grid.holdout`` sizes must predict them: relative error within
     the tier's bound and no residual beyond ``grid.n_sigma`` of seed noise."""
     grid = grid or scaling.tier.power_law
+    _require_widths(family, grid, 3 + grid.holdout, f"the extrapolation check (holding out {grid.holdout})")
     points = size_losses(scaling, family, grid, lr_policy)
     result = extrapolation_check(points.sizes, points.mean, holdout=grid.holdout, bootstrap=_BOOTSTRAP,
                                  seed_noise=_standard_error(points), n_sigma=grid.n_sigma)
