@@ -33,9 +33,14 @@ REFERENCE_EPS = 1e-8
 """ε against which the probe compares √v̂ for optimizers that have no ε (AdamAtan2)."""
 
 
-def _adam_direction(m_hat: Tensor, v_hat: Tensor, eps: float) -> Tensor:
-    """Adam's update direction Δ = m̂ / (√v̂ + ε)."""
-    return m_hat / (v_hat.sqrt() + eps)
+def _adam_directions(exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], bias1: float, bias2: float, eps: float) -> list[Tensor]:
+    """Adam's update directions Δ = m̂ / (√v̂ + ε), with m̂ = m / bias1 and √v̂ = √v / √bias2 (multi-tensor)."""
+    denominators = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denominators, math.sqrt(bias2))
+    torch._foreach_add_(denominators, eps)
+    deltas = torch._foreach_div(exp_avgs, denominators)
+    torch._foreach_div_(deltas, bias1)
+    return deltas
 
 
 def _per_run(value: float | Tensor, p: Tensor) -> float | Tensor:
@@ -45,6 +50,11 @@ def _per_run(value: float | Tensor, p: Tensor) -> float | Tensor:
     dim 0: then every hyperparameter that follows the LR is applied run by run.
     """
     return value.view(-1, *[1] * (p.dim() - 1)) if isinstance(value, Tensor) else value
+
+
+def _per_param(value: float | Tensor, params: list[Tensor]) -> float | list[Tensor]:
+    """``value`` for a multi-tensor op over ``params``: a scalar as is, a per-run vector shaped per parameter."""
+    return [_per_run(value, p) for p in params] if isinstance(value, Tensor) else value
 
 
 def _bias_corrected(state: Mapping[str, Any], group: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
@@ -80,10 +90,6 @@ class AdamBase(torch.optim.Optimizer, abc.ABC):
         _check(0 <= beta1 < 1 and 0 <= beta2 < 1, f"betas must lie in [0, 1), got {group['betas']}")
         _check(group["weight_decay"] >= 0, f"weight_decay must be >= 0, got {group['weight_decay']}")
 
-    @abc.abstractmethod
-    def direction(self, m_hat: Tensor, v_hat: Tensor, group: Mapping[str, Any]) -> Tensor:
-        """The update direction Δ from bias-corrected moments; the step is ``−lr·Δ``."""
-
     @staticmethod
     def decay_factor(group: Mapping[str, Any]) -> float | Tensor:
         """Fraction of θ removed by weight decay this step: ``lr·λ`` (coupled) or ``s_t·λ``."""
@@ -96,14 +102,14 @@ class AdamBase(torch.optim.Optimizer, abc.ABC):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One optimizer step over every parameter that has a gradient."""
+        """One optimizer step over every parameter that has a gradient, as a few multi-tensor
+        (``torch._foreach_*``) kernels per group rather than ~10 small kernels per parameter."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            decay = self.decay_factor(group)
+            by_step: dict[int, list[Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -113,12 +119,34 @@ class AdamBase(torch.optim.Optimizer, abc.ABC):
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                state["exp_avg"].lerp_(p.grad, 1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                if group["weight_decay"]:
-                    p.mul_(1 - _per_run(decay, p))
-                p.sub_(self.direction(*_bias_corrected(state, group), group) * _per_run(group["lr"], p))
+                by_step.setdefault(int(state["step"]), []).append(p)
+            for step, params in by_step.items():  # one bucket unless some parameter skipped steps
+                self._update(params, step, group)
         return loss
+
+    def _update(self, params: list[Tensor], step: int, group: Mapping[str, Any]) -> None:
+        """Moments, weight decay and the step ``θ ← θ − lr·Δ`` for parameters that share a step count."""
+        beta1, beta2 = group["betas"]
+        grads = [p.grad for p in params]
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, _per_param(1 - self.decay_factor(group), params))
+        deltas = self.directions(exp_avgs, exp_avg_sqs, 1 - beta1**step, 1 - beta2**step, group)
+        torch._foreach_mul_(deltas, _per_param(group["lr"], params))
+        torch._foreach_sub_(params, deltas)
+
+    @abc.abstractmethod
+    def directions(self, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], bias1: float, bias2: float,
+                   group: Mapping[str, Any]) -> list[Tensor]:
+        """The update directions Δ from raw moments and their bias corrections ``1 − β^t``; the step is ``−lr·Δ``."""
+
+    def direction(self, m_hat: Tensor, v_hat: Tensor, group: Mapping[str, Any]) -> Tensor:
+        """Δ from bias-corrected moments (what the epsilon probe reports)."""
+        return self.directions([m_hat], [v_hat], 1.0, 1.0, group)[0]
 
 
 class AdamW(AdamBase):
@@ -140,9 +168,10 @@ class AdamW(AdamBase):
         super()._validate(group)
         _check(group["eps"] >= 0, f"eps must be >= 0, got {group['eps']}")
 
-    def direction(self, m_hat: Tensor, v_hat: Tensor, group: Mapping[str, Any]) -> Tensor:
+    def directions(self, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], bias1: float, bias2: float,
+                   group: Mapping[str, Any]) -> list[Tensor]:
         """Δ = m̂ / (√v̂ + ε)."""
-        return _adam_direction(m_hat, v_hat, group["eps"])
+        return _adam_directions(exp_avgs, exp_avg_sqs, bias1, bias2, group["eps"])
 
 
 class AdamAtan2(AdamBase):
@@ -167,9 +196,12 @@ class AdamAtan2(AdamBase):
         _check(group["a"] > 0, f"a must be > 0, got {group['a']}")
         _check(group["b"] > 0, f"b must be > 0, got {group['b']}")
 
-    def direction(self, m_hat: Tensor, v_hat: Tensor, group: Mapping[str, Any]) -> Tensor:
-        """Δ = a·atan2(m̂, b·√v̂)."""
-        return group["a"] * torch.atan2(m_hat, group["b"] * v_hat.sqrt())
+    def directions(self, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], bias1: float, bias2: float,
+                   group: Mapping[str, Any]) -> list[Tensor]:
+        """Δ = a·atan2(m̂, b·√v̂), with m̂ = m / bias1 and √v̂ = √v / √bias2."""
+        scaled_roots = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_mul_(scaled_roots, group["b"] * bias1 / math.sqrt(bias2))  # atan2(y/c, x/c) = atan2(y, x)
+        return [group["a"] * torch.atan2(m, root) for m, root in zip(exp_avgs, scaled_roots)]
 
 
 def _group_param_names(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
@@ -230,7 +262,7 @@ def epsilon_probe(
         if isinstance(optimizer, AdamBase):
             delta = optimizer.direction(m_hat, v_hat, group)
         else:
-            delta = _adam_direction(m_hat, v_hat, group["eps"])
+            delta = _adam_directions([m_hat], [v_hat], 1.0, 1.0, group["eps"])[0]
         runs = p.shape[0] if per_run else 1
         grad = p.grad if p.grad is not None else torch.full_like(p, math.nan)
         stats = torch.stack(
