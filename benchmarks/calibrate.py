@@ -30,10 +30,11 @@ from pytest_scaling.tiers import TIERS, DepthGrid, StabilityGrid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scaling_tests"))
 from test_depth import gpt_at_depth  # noqa: E402  (the suite's own depth family)
+from test_gpt import stable_gpt  # noqa: E402  (the suite's own stable GPT)
 
 
 def _gpt():
-    return families.gpt(parametrization="mup", qk_layernorm=True, z_loss=1e-4)
+    return stable_gpt()
 
 
 def _mlp():
@@ -58,18 +59,21 @@ CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "depth[gpt]": (lambda s: checks.depth(s, gpt_at_depth, DEPTH_TRIED), "growth of S per doubling of depth"),
     "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit"),
     "no_logit_divergence[gpt] |log Z|": (lambda s: checks.no_logit_divergence(s, _gpt()), "max |mean log Z|"),
+    "no_logit_divergence[gpt] log Z drift": (lambda s: checks.no_logit_divergence(s, _gpt()),
+                                             "max |mean log Z| in the second half − at step 0"),
 }
 
 #: The series of the logit check each of its rows judges, and the cap that bounds it.
-_LOGIT_SERIES = {"no_logit_divergence[gpt]": ("attention logit", "attention_logit_cap"),
-                 "no_logit_divergence[gpt] |log Z|": ("|log Z|", "log_z_cap")}
+_LOGIT_SERIES = {"no_logit_divergence[gpt]": ("attention logit", "attention_logit_cap", "max_abs"),
+                 "no_logit_divergence[gpt] |log Z|": ("|log Z|", "log_z_cap", "max_abs"),
+                 "no_logit_divergence[gpt] log Z drift": ("|log Z|", "max_log_z_drift", "drift")}
 
 
 def _value(name: str, record: dict[str, Any]) -> float:
     """The number a check is judged on, from its record (the logit check records one maximum per series)."""
     if name in _LOGIT_SERIES:
-        series = _LOGIT_SERIES[name][0]
-        return max(math.inf if v is None else v for k, v in record["max_abs"].items() if k.endswith(series))
+        series, _, field = _LOGIT_SERIES[name]
+        return max(math.inf if v is None else v for k, v in record[field].items() if k.endswith(series))
     value = record["value"]
     return abs(value) if name.startswith("lr_transfer") else value
 

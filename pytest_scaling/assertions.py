@@ -185,20 +185,23 @@ def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence
 
 def assert_no_logit_divergence(trends: LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend], *,
                                allow_growth: bool = False) -> LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend]:
-    """No series may diverge (non-finite or past its cap) nor, unless allow_growth, keep growing through the second half."""
+    """No series may diverge (non-finite or past its cap), drift (|value| in the second half too far above its start)
+    nor, unless allow_growth, keep growing through the second half."""
     named = (trends.items() if isinstance(trends, Mapping) else
              [("series", trends)] if isinstance(trends, LogitTrend) else
              [(f"series {i}", t) for i, t in enumerate(trends)])
     named = list(named)
-    bad = [name for name, t in named if t.diverged or (t.growing and not allow_growth)]
+    bad = [name for name, t in named if t.diverged or t.drifted or (t.growing and not allow_growth)]
     if not bad:
         return trends
-    rows = [[name, _num(t.final), _num(t.max_abs), _num(t.mid), _num(t.rise),
-             "DIVERGED" if t.diverged else ("growing" if t.growing else "ok")] for name, t in named]
+    rows = [[name, _num(t.final), _num(t.max_abs), _num(t.drift), _num(t.mid), _num(t.rise),
+             "DIVERGED" if t.diverged else ("DRIFTED" if t.drifted else ("growing" if t.growing else "ok"))]
+            for name, t in named]
     facts = [f"failing: {', '.join(bad)}" + ("" if allow_growth else "; sustained growth counts as failure")]
-    hint = ("logits grow without bound: qk-layernorm bounds the attention logits, z-loss (1e-4) and weight decay "
-            "keep log Z near 0; otherwise lower the LR")
-    _fail("logit divergence", ["series", "final", "max |value|", "mid-run", "rise (2nd half)", "status"], rows, facts, hint)
+    hint = ("logits grow without bound or log Z drifts from 0: qk-layernorm bounds the attention logits, z-loss (strong "
+            "enough for the run's length) and weight decay keep log Z near 0; otherwise lower the LR")
+    _fail("logit divergence", ["series", "final", "max |value|", "drift (2nd half)", "mid-run", "rise (2nd half)",
+                               "status"], rows, facts, hint)
 
 
 def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01) -> WidthTrend:

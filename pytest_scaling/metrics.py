@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -263,14 +264,18 @@ class LogitTrend(Result):
     rise: float  # least-squares rise over the second half (slope × its length in steps); NaN if diverged
     growing: bool  # sustained growth: rise > min_rise and final > growth_factor × mid
     diverged: bool  # a non-finite value, or |value| > cap
+    drift: float  # max |value| over the second half minus |value| at the first step
+    drifted: bool  # drift > max_drift: the series moved away from 0 and stayed there
 
 
 def logit_trend(steps: ArrayLike, values: ArrayLike, *, min_rise: float = 1.0, growth_factor: float = 1.5,
-                cap: float = 1e4) -> LogitTrend:
+                cap: float = 1e4, max_drift: float = math.inf) -> LogitTrend:
     """Summarise a per-step series; pass |log Z| for the output normaliser (its drift either way matters).
 
     Defaults: a rise of more than 1 (nat, or logit unit) over the second half that also ends 1.5×
     above its mid-run value is sustained growth; Wortsman et al. see diverging runs pass 1e3-1e4.
+    ``max_drift`` bounds how far |value| over the second half may rise above |value| at the start: for a
+    series that training should hold near 0 but that starts away from it (log Z starts near log(vocab)).
     """
     steps = check.increasing("steps", steps, min_len=4, positive=False)
     values = check.vector("values", values, finite=False)
@@ -284,10 +289,11 @@ def logit_trend(steps: ArrayLike, values: ArrayLike, *, min_rise: float = 1.0, g
         x, v = steps[half:], values[half:]
         rise = float(np.polyfit(x, v, 1)[0] * (x[-1] - x[0]))
         growing = rise > min_rise and values[-1] > growth_factor * max(values[half], 0.0)
+    drift = float(np.max(np.abs(values[half:])) - abs(values[0])) if finite else math.inf
     return LogitTrend(
         steps=frozen(steps), values=frozen(values), final=float(values[-1]),
         max_abs=float(np.max(np.abs(values))) if finite else float("inf"), mid=float(values[half]),
-        rise=rise, growing=bool(growing), diverged=diverged,
+        rise=rise, growing=bool(growing), diverged=diverged, drift=drift, drifted=drift > max_drift,
     )
 
 

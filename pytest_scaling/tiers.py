@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -38,9 +39,10 @@ class StabilityGrid:
 
     Trained with Wortsman et al.'s recipe (AdamW, warmup + cosine, clip 1.0, independent weight decay
     ``weight_decay``), attention and output logits probed every ``probe_every`` steps. ``max_sensitivity``
-    bounds S; a run's max attention logit or |log Z| past its cap counts as diverged. ``stacking`` is the
-    sweep's (on 2 CPU cores stacked GPT runs were slower than a per-run loop); ``seeds`` caps the session's
-    seeds (None: all of them)."""
+    bounds S; a run's max attention logit or |log Z| past its cap counts as diverged, and |log Z| in the
+    second half more than ``max_log_z_drift`` nats above its value at step 0 as drifted (it starts near
+    log(vocab); z-loss holds it near 0; inf: not checked). ``stacking`` is the sweep's (on 2 CPU cores stacked GPT runs were slower than a
+    per-run loop); ``seeds`` caps the session's seeds (None: all of them)."""
 
     widths: tuple[int, ...]
     lrs: tuple[float, ...]
@@ -52,6 +54,7 @@ class StabilityGrid:
     attention_logit_cap: float
     log_z_cap: float
     weight_decay: float = 1e-4
+    max_log_z_drift: float = math.inf
     stacking: str = "auto"
     seeds: int | None = None
 
@@ -155,8 +158,8 @@ TIERS: dict[str, Tier] = {
                                      max_abs_slope=0.25, wider_rtol=0.01),
             # Calibrated over 5 seeds with the other cpu grids (benchmarks/calibrate.py, RESULTS.md "Threshold calibration").
             stability=StabilityGrid(widths=(64, 128), lrs=_log10_grid(-3, -0.5), steps=250, batch_size=32, warmup=25,
-                                    probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, stacking="none",
-                                    seeds=1),
+                                    probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0,
+                                    max_log_z_drift=3.0, stacking="none", seeds=1),
             # Calibrated over 5 seeds (benchmarks/RESULTS.md, "Adam epsilon").
             adam_epsilon=EpsilonGrid(widths=(64, 128), lrs=(1e-3, 1e-2), steps=100, batch_size=32, probe_every=10,
                                      max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
@@ -172,7 +175,8 @@ TIERS: dict[str, Tier] = {
             lr_transfer=TransferGrid(widths=(256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000, batch_size=256,
                                      max_abs_slope=0.25, wider_rtol=0.01),
             stability=StabilityGrid(widths=(128, 256, 512, 1024), lrs=_log10_grid(-4, -0.5), steps=1000, batch_size=64,
-                                    warmup=100, probe_every=50, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0),
+                                    warmup=100, probe_every=50, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0,
+                                    max_log_z_drift=3.0),
             adam_epsilon=EpsilonGrid(widths=(256, 512, 1024, 2048), lrs=(1e-3, 10**-2.5, 1e-2), steps=1000, batch_size=64,
                                      probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
             power_law=PowerLawGrid(widths=(64, 128, 256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000,

@@ -215,10 +215,20 @@ def test_growing_and_diverged_series_fail():
     values[-1] = np.nan
     trends = [logit_trend(STEPS, 1 + 0.1 * STEPS), logit_trend(STEPS, values)]
     msg = failure(assert_no_logit_divergence, trends)
-    assert "series    final    max |value|    mid-run    rise (2nd half)    status" in msg
+    assert "series    final    max |value|    drift (2nd half)    mid-run    rise (2nd half)    status" in msg
     assert "growing" in msg and "DIVERGED" in msg
     assert "failing: series 0, series 1" in msg
-    assert "hint: logits grow without bound: qk-layernorm" in msg
+    assert "hint: logits grow without bound or log Z drifts from 0: qk-layernorm" in msg
+
+
+def test_a_normaliser_that_moves_away_from_zero_drifts():
+    """log Z that starts at log(vocab) and falls to 0 passes; one that rises from there to 8 and stays fails without growing."""
+    settling = logit_trend(STEPS, 4.2 * np.exp(-STEPS / 20), max_drift=3.0)
+    assert assert_no_logit_divergence(settling) is settling
+    held = logit_trend(STEPS, np.where(STEPS < 20, 4.2, 8.0), max_drift=3.0)
+    assert not held.growing and not held.diverged and held.drift == pytest.approx(3.8)
+    msg = failure(assert_no_logit_divergence, {"|log Z|": held})
+    assert "DRIFTED" in msg and "failing: |log Z|" in msg
 
 
 def test_growth_can_be_allowed_but_divergence_cannot():

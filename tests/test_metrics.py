@@ -252,6 +252,16 @@ def test_non_finite_or_huge_values_diverge(bad):
     assert as_json(trend)["final"] == 1.0
 
 
+def test_drift_is_the_second_half_above_the_start():
+    values = np.where(STEPS < 50, 4.0, 6.5)  # starts at 4, moves to 6.5 and stays
+    trend = logit_trend(STEPS, values, max_drift=3.0)
+    assert trend.drift == pytest.approx(2.5) and not trend.drifted
+    assert logit_trend(STEPS, values, max_drift=2.0).drifted
+    assert logit_trend(STEPS, -values, max_drift=2.0).drifted  # away from 0 either way (a signed series)
+    assert logit_trend(STEPS, np.where(STEPS < 50, 4.0, 0.1), max_drift=0.0).drift < 0  # towards 0 is not drift
+    assert not logit_trend(STEPS, np.full(STEPS.size, 1e3)).drifted  # no bound by default
+
+
 def test_logit_trend_rejects_bad_input():
     with pytest.raises(ValueError, match="steps must be strictly increasing"):
         logit_trend(STEPS[::-1], np.ones(STEPS.size))

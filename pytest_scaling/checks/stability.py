@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -70,28 +71,32 @@ def _logit_trends(run: RunResult, steps: list[int], grid: StabilityGrid) -> dict
     log_z = np.abs(run.probes.get("output", {}).get("log_z_mean", []))
     return {
         "attention logit": metrics.logit_trend(steps, _probe_series(steps, max_attention), cap=grid.attention_logit_cap),
-        "|log Z|": metrics.logit_trend(steps, _probe_series(steps, log_z), cap=grid.log_z_cap),
+        "|log Z|": metrics.logit_trend(steps, _probe_series(steps, log_z), cap=grid.log_z_cap,
+                                       max_drift=grid.max_log_z_drift),
     }
 
 
 def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> dict[str, metrics.LogitTrend]:
-    """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing (Wortsman et al.'s instabilities)."""
+    """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing, nor |log Z| drift
+    away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities."""
     grid = grid or scaling.tier.stability
     result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
     by_run = {key: _logit_trends(run, steps, grid) for key, run in sorted(result.runs.items())}
     trends = {f"w={w} lr={lr:.3g} seed={s} {series}": trend
               for (w, lr, s), run_trends in by_run.items() for series, trend in run_trends.items()}
-    caps = {"attention logit": grid.attention_logit_cap, "|log Z|": grid.log_z_cap}
-    # The value is the largest fraction of its cap any series reached (1 = at the cap; +inf: diverged), so a
+    caps = {"attention logit": (grid.attention_logit_cap, math.inf), "|log Z|": (grid.log_z_cap, grid.max_log_z_drift)}
+    # The value is the largest fraction of a cap any series reached (1 = at the cap; +inf: diverged), so a
     # baseline compares it like every other value; each series' own maximum and trend are in the data.
-    used = max((trend.max_abs / caps[series] for run_trends in by_run.values() for series, trend in run_trends.items()),
-               default=0.0)
+    used = max((max(trend.max_abs / caps[series][0], trend.drift / caps[series][1])
+                for run_trends in by_run.values() for series, trend in run_trends.items()), default=0.0)
     scaling.record(f"no_logit_divergence[{family.name}]", property="no_logit_divergence", family=family.name,
                    value=float(used) if np.isfinite(used) else None, threshold=1.0,
-                   caps={"attention_logit_cap": grid.attention_logit_cap, "log_z_cap": grid.log_z_cap},
+                   caps={"attention_logit_cap": grid.attention_logit_cap, "log_z_cap": grid.log_z_cap,
+                         "max_log_z_drift": grid.max_log_z_drift if math.isfinite(grid.max_log_z_drift) else None},
                    max_abs={name: t.max_abs if np.isfinite(t.max_abs) else None for name, t in trends.items()},
-                   diverged=[name for name, t in trends.items() if t.diverged or t.growing], steps=steps,
+                   drift={name: t.drift if np.isfinite(t.drift) else None for name, t in trends.items()},
+                   diverged=[name for name, t in trends.items() if t.diverged or t.drifted or t.growing], steps=steps,
                    runs=[{"width": w, "lr": lr, "seed": s} for w, lr, s in by_run],
                    series={series: json_losses(np.array([run_trends[series].values for run_trends in by_run.values()]))
                            for series in next(iter(by_run.values()), {})})

@@ -271,6 +271,8 @@ LOGIT_SERIES: dict[str, tuple[str, str, str]] = {
     "attention logit": ("attention_logit_cap", "max attention logit (over layers)", "log"),
     "|log Z|": ("log_z_cap", "|mean log Z| (output normaliser)", "linear"),
 }
+#: The key of the drift bound in the record's ``caps``, for the series that have one.
+LOGIT_DRIFT: dict[str, str] = {"|log Z|": "max_log_z_drift"}
 
 
 def _logit_panel(series: str, legend: bool) -> Panel:
@@ -291,12 +293,19 @@ def _logit_panel(series: str, legend: bool) -> Panel:
             axes.plot(data["steps"], values, "-", marker=markers[run["width"]], markersize=3, color=colour, alpha=0.8)
             _mark_diverged(axes, [step for step, value in zip(data["steps"], values) if math.isnan(value)][:1], colour)
         cap, label, scale = LOGIT_SERIES[series]
-        _threshold_line(axes, record["data"].get("caps", {}).get(cap), "cap")
+        caps = record["data"].get("caps", {})
+        _threshold_line(axes, caps.get(cap), "cap")
+        drift = caps.get(LOGIT_DRIFT.get(series, ""))
+        starts = [abs(v) for row in data["series"][series] for v in _floats(row)[:1] if math.isfinite(v)]
+        if is_number(drift) and starts and data["steps"]:  # bounds the second half, above the runs' start
+            steps = data["steps"]
+            axes.hlines(float(np.median(starts)) + drift, steps[len(steps) // 2], steps[-1], color="red", linestyle=":")
         axes.set(yscale=scale, xlabel="step", ylabel=label, title=f"{series} vs step")
         if legend:
             handles = [Line2D([], [], color=colours[lr], label=f"lr {lr:.3g}") for lr in lrs]
             handles += [Line2D([], [], color="grey", marker=markers[w], linestyle="", label=f"width {w}") for w in widths]
             handles += [Line2D([], [], color="red", linestyle="--", label="cap"),
+                        Line2D([], [], color="red", linestyle=":", label="start + drift bound (2nd half)"),
                         Line2D([], [], color="grey", marker="x", linestyle="", label="diverged")]
             axes.legend(handles=handles, fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
 
