@@ -98,8 +98,8 @@ def _plot_loss_curves(axes: Axes, widths: list[Any], lrs: list[float], rows: lis
     """Final loss against LR, one line per width coloured by width; a diverged point (None) is a gap in its
     line and a cross on the top edge."""
     any_diverged = False
-    for width, row, colour in zip(widths, rows, _colours(len(widths))):
-        losses = _floats(row)
+    for width, width_losses, colour in zip(widths, rows, _colours(len(widths))):
+        losses = _floats(width_losses)
         axes.plot(lrs, losses, "o-", color=colour, label=f"width {width}")
         diverged = [lr for lr, loss in zip(lrs, losses) if math.isnan(loss)]
         _mark_diverged(axes, diverged, colour)
@@ -287,8 +287,8 @@ def _logit_panel(series: str, legend: bool) -> Panel:
         widths = sorted({run["width"] for run in data["runs"]})
         colours = dict(zip(lrs, _colours(len(lrs), "plasma")))
         markers = dict(zip(widths, cycle("os^Dv")))
-        for run, row in zip(data["runs"], data["series"][series]):
-            values = _floats(row)
+        for run, run_values in zip(data["runs"], data["series"][series]):
+            values = _floats(run_values)
             colour = colours[run["lr"]]
             axes.plot(data["steps"], values, "-", marker=markers[run["width"]], markersize=3, color=colour, alpha=0.8)
             _mark_diverged(axes, [step for step, value in zip(data["steps"], values) if math.isnan(value)][:1], colour)
