@@ -5,7 +5,9 @@ A group may carry ``lr_mult`` (default 1.0), the per-layer multiplier set by the
 parametrization engine; the trainer sets ``group["lr"] = base_lr * schedule(t) * lr_mult``
 each step and the optimizer uses ``group["lr"]`` as given. Batched form: a group whose
 parameters stack K runs along dim 0 may carry a tensor ``lr`` (and ``initial_lr``) of shape
-[K]; run i then steps exactly as a single run with LR ``lr[i]``.
+[K]; run i then steps exactly as a single run with LR ``lr[i]``. A step runs as a few multi-tensor
+(``torch._foreach_*``) ops per group; a subclass of :class:`AdamBase` defines only ``directions``,
+the update directions from the moments.
 
 Weight decay (DESIGN.md section 4):
 
