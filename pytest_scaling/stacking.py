@@ -52,10 +52,11 @@ def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]]
 def plan_chunk_size(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device) -> int:
     """The chunk size with the lowest predicted wall time for training ``members`` at ``width``.
 
-    Every candidate is timed; a candidate that runs out of device memory ends the search.
+    Every candidate is timed; a candidate that runs out of device memory ends the search. Runs no longer
+    than the probe train one by one untimed: timing the candidates would cost more than any choice saves.
     """
     k = len(members)
-    if k == 1 or family.optimizer is not None:
+    if k == 1 or family.optimizer is not None or config.steps <= PROBE_STEPS:
         return 1
     predicted: dict[int, float] = {}
     for c in _candidates(k):

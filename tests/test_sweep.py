@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_scaling import families, metrics, tasks
+from pytest_scaling import families, metrics, stacking, tasks
 from pytest_scaling.family import ModelFamily
 from pytest_scaling.progress import Progress
 from pytest_scaling.store import CACHE_FILE, ResultCache
@@ -83,6 +83,17 @@ def test_loss_table_and_metrics_count_diverged_runs_as_the_initial_loss() -> Non
         assert sensitivity.mean[i] == pytest.approx(metrics.lr_sensitivity(result.lrs, seed_mean[i], init[i].mean()))
     np.testing.assert_allclose(result.best_loss_per_width(), seed_mean[:, :2].min(axis=1))
     np.testing.assert_allclose(result.losses_at_lr(1e-2), seed_mean[:, 1])
+
+
+def test_auto_trains_a_sweep_no_longer_than_its_probe_one_by_one_untimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def timed(*args, **kwargs):
+        raise AssertionError("a run no longer than the probe was timed")
+
+    monkeypatch.setattr(stacking, "_timed", timed)
+    short = sweep(tiny_family(), stacking="auto", **{**GRID, "steps": stacking.PROBE_STEPS})
+    assert short.stats.chunk_size == {16: 1, 32: 1}
+    with pytest.raises(AssertionError, match="was timed"):
+        sweep(tiny_family(), stacking="auto", **{**GRID, "steps": stacking.PROBE_STEPS + 1})
 
 
 def test_stacked_sweep_equals_run_by_run() -> None:

@@ -19,29 +19,34 @@ def _layer_sizes(runs: list, layers: list[str]) -> np.ndarray:
     return np.array([[run.probes["activation"][layer] for run in runs] for layer in layers]).transpose(0, 2, 1)
 
 
+def _seed_geometric_mean(sizes: list[np.ndarray]) -> np.ndarray:
+    """Per (layer, step, width), the geometric mean over seeds: its log-log slope is the mean of the seeds' slopes."""
+    return np.exp(np.mean(np.log(sizes), axis=0))
+
+
 def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None = None) -> metrics.CoordCheckResult:
     """No parameterised layer's mean |output| may grow with width in the first Adam steps.
 
     Steps 1..T are asserted, growth only: at step 0 only the init speaks, and muP's readout
     (variance 1/fan_in^2) shrinks there by design; at the first steps of a finite-width GPT it is
     still shrinking towards its Theta(1) update part (measured: slope -0.28 at step 1, widths
-    64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5. One run per width,
-    from the session's first seed.
+    64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5. One run per width
+    and session seed; sizes are averaged over seeds (geometrically) before the slopes, since a single
+    init per width makes the slope noisy.
     """
     grid = grid or scaling.tier.coord_check
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
         steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
     )
-    seed = scaling.seeds[0]
-    result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), seeds=(seed,), config=config)
-    runs = [result.run(w, grid.lr, seed) for w in result.widths]
-    layers = [name for name in runs[0].probes["activation"]]
-    sizes = _layer_sizes(runs, layers)[:, 1:, :]
+    result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), config=config)
+    layers = list(result.run(result.widths[0], grid.lr, result.seeds[0]).probes["activation"])
+    sizes = _seed_geometric_mean([_layer_sizes([result.run(w, grid.lr, seed) for w in result.widths], layers)
+                                  for seed in result.seeds])[:, 1:, :]
     slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
     scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
                    value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),
-                   slopes=slopes.slopes.tolist(), layers=layers)
+                   seeds=list(result.seeds), slopes=slopes.slopes.tolist(), layers=layers)
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 
