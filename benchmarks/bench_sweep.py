@@ -4,8 +4,8 @@ For each family and width it trains the width's K runs (LRs x seeds) three ways:
 (the baseline), all stacked, and as the engine's timed plan chooses ("auto", which includes
 the planning probe in its time). On CPU each way runs in a fresh process so its peak RSS is its
 own; on CUDA they share one process and peak memory is the allocator's. Each way starts in a warmed
-process (``_warm_up``): what torch imports on first use is a per-process cost, not a sweep's. It prints a row per
-width as it goes (runs/s, speed-up over the loop, peak memory) and exits non-zero when "auto"
+process (``_warm_up``): what torch imports on first use is a per-process cost, not a sweep's. It
+prints a row per width as it goes (runs/s, speed-up over the loop, peak memory) and exits non-zero when "auto"
 is slower than the loop at any width (beyond 10% timing noise): the plan must never lose to it.
 
     python benchmarks/bench_sweep.py            # 2-core CPU sizes

@@ -41,8 +41,8 @@ class StabilityGrid:
     ``weight_decay``), attention and output logits probed every ``probe_every`` steps. ``max_sensitivity``
     bounds S; a run's max attention logit or |log Z| past its cap counts as diverged, and |log Z| in the
     second half more than ``max_log_z_drift`` nats above its value at step 0 as drifted (it starts near
-    log(vocab); z-loss holds it near 0; inf: not checked). ``stacking`` is the sweep's (on 2 CPU cores stacked GPT runs were slower than a
-    per-run loop); ``seeds`` caps the session's seeds (None: all of them)."""
+    log(vocab); z-loss holds it near 0; inf: not checked). ``stacking`` is the sweep's (on 2 CPU cores
+    stacked GPT runs were slower than a per-run loop); ``seeds`` caps the session's seeds (None: all of them)."""
 
     widths: tuple[int, ...]
     lrs: tuple[float, ...]

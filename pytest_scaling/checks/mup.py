@@ -40,9 +40,9 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
         steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
     )
     result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), config=config)
-    layers = list(result.run(result.widths[0], grid.lr, result.seeds[0]).probes["activation"])
-    sizes = _seed_geometric_mean([_layer_sizes([result.run(w, grid.lr, seed) for w in result.widths], layers)
-                                  for seed in result.seeds])[:, 1:, :]
+    runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
+    layers = list(runs_by_seed[0][0].probes["activation"])
+    sizes = _seed_geometric_mean([_layer_sizes(runs, layers) for runs in runs_by_seed])[:, 1:, :]
     slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
     scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
                    value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),
