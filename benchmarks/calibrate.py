@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 from tabulate import tabulate
 
-from pytest_scaling import checks, families
+from pytest_scaling import checks, families, tasks
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS, DepthGrid, StabilityGrid
 
@@ -39,6 +39,12 @@ def _gpt():
 
 def _mlp():
     return families.mlp(parametrization="mup")
+
+
+def _sqrt_l_gpt_small(n_layers: int):
+    """The family the depth-sensitivity grid was tried on: muP GPT, qk-layernorm, z-loss 1e-4, 1/√L branches, vocab 32."""
+    return families.gpt(parametrization="mup", qk_layernorm=True, z_loss=1e-4, n_layers=n_layers, residual_scale="1/sqrt(L)",
+                        task=tasks.markov_language(vocab=32, seq_len=16), name=f"gpt-L{n_layers}-mup-qkln-z0.0001-sqrtL")
 
 
 #: The depth grid tried for the cpu tier; it is in no tier, since the clean family failed it on 2 of 5 replicates.
@@ -56,7 +62,8 @@ CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "power_law[mlp]": (lambda s: checks.power_law(s, _mlp()), "1 − R² (log)"),
     "extrapolation[mlp]": (lambda s: checks.extrapolates(s, _mlp()), "max relative error"),
     "lr_sensitivity[gpt]": (lambda s: checks.lr_sensitivity(s, _gpt()), "max S over widths"),
-    "depth[gpt]": (lambda s: checks.depth(s, gpt_at_depth, DEPTH_TRIED), "growth of S per doubling of depth"),
+    "depth[gpt]": (lambda s: checks.depth(s, _sqrt_l_gpt_small, DEPTH_TRIED), "growth of S per doubling of depth"),
+    "depth_coord_check[gpt]": (lambda s: checks.depth_coord_check(s, gpt_at_depth), "max |slope| on log depth"),
     "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit"),
     "no_logit_divergence[gpt] |log Z|": (lambda s: checks.no_logit_divergence(s, _gpt()), "max |mean log Z|"),
     "no_logit_divergence[gpt] log Z drift": (lambda s: checks.no_logit_divergence(s, _gpt()),

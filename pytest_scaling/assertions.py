@@ -66,10 +66,7 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
     worst = np.unravel_index(np.argmax(excess), slopes.shape)
     if excess[worst] <= max_abs_slope:
         return result
-    headers = ["layer", *(f"t={t}" for t in result.steps), "max |slope|"]
-    rows = [[name, *(f"{s:+.3f}" for s in slopes[i]), f"{np.max(np.abs(slopes[i])):.3f}"]
-            for i, name in enumerate(result.layers)]
-    layer, step = result.layers[worst[0]], result.steps[int(worst[1])]
+    headers, rows, layer, step = _coord_table(result, worst)
     bound = f"|slope| ≤ {max_abs_slope}" if two_sided else f"slope ≤ +{max_abs_slope} (growth only)"
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
              f"slope {slopes[worst]:+.3f}; threshold {bound}"]
@@ -90,6 +87,39 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
         hint = (f"hidden activations grow with width from {result.layers[first]} on: "
                 "is the hidden-layer LR scaled by 1/m?")
     _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
+
+
+def _coord_table(result: CoordCheckResult, worst: tuple) -> tuple[list[str], list[list[str]], str, int]:
+    """The slope table of a coordinate check (one row per layer, one column per step) and its worst cell's layer and step."""
+    headers = ["layer", *(f"t={t}" for t in result.steps), "max |slope|"]
+    rows = [[name, *(f"{s:+.3f}" for s in result.slopes[i]), f"{np.max(np.abs(result.slopes[i])):.3f}"]
+            for i, name in enumerate(result.layers)]
+    return headers, rows, result.layers[worst[0]], result.steps[int(worst[1])]
+
+
+def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.2) -> CoordCheckResult:
+    """The residual stream the readout reads must not scale with depth: |slope of log size on log depth| ≤ max_abs_slope.
+
+    ``result`` comes from ``coord_slopes`` with depths in place of widths, one row per width. Growth at step 0 is
+    the branches adding up at initialisation (no 1/√L), growth after it their updates adding up (no depth scaling
+    of the blocks' LR); shrinking means the blocks stop learning as depth grows.
+    """
+    worst = np.unravel_index(np.argmax(np.abs(result.slopes)), result.slopes.shape)
+    slope = float(result.slopes[worst])
+    if abs(slope) <= max_abs_slope:
+        return result
+    headers, rows, layer, step = _coord_table(result, worst)
+    facts = [f"depths {', '.join(_num(d) for d in result.widths)}; worst: {layer} at step {step}, "
+             f"slope {slope:+.3f}; threshold |slope| ≤ {max_abs_slope}"]
+    if step == 0 and slope > 0:
+        hint = ("the residual branches add up at initialisation: scale each by 1/√L "
+                "(families.gpt(residual_scale='1/sqrt(L)'))")
+    elif slope > 0:
+        hint = ("the blocks' updates add up over depth: scale each residual branch by 1/√L and the blocks' LR by "
+                "(L / L_base)^-1/2 (Depth-μP: families.gpt(residual_scale='depth-mup'), parametrization.with_depth_lr)")
+    else:
+        hint = "the residual stream shrinks with depth: is a branch multiplier or the blocks' LR scaled down twice?"
+    _fail("depth coordinate check failed: the residual stream scales with depth", headers, rows, facts, hint)
 
 
 def _fit_summary(fit: PowerLawFit) -> str:

@@ -228,6 +228,12 @@ class CoordCheckResult(Result):
         return float(np.max(np.abs(self.slopes)))
 
 
+def seed_geometric_mean(sizes: Sequence[ArrayLike]) -> np.ndarray:
+    """Activation sizes averaged over seeds (the first axis) geometrically: the log-log slope of the mean is the
+    mean of the seeds' slopes, so one noisy seed cannot dominate."""
+    return np.exp(np.mean(np.log(np.asarray(sizes, dtype=float)), axis=0))
+
+
 def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | None = None,
                  steps: Sequence[int] | None = None) -> CoordCheckResult:
     """Least-squares slope of log size against log width for each (layer, step) of sizes [layer, step, width].

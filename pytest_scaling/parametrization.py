@@ -10,6 +10,7 @@ A parametrization is therefore one row of numbers, not a code path.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -100,6 +101,18 @@ def get_parametrization(p: str | Parametrization) -> Parametrization:
         raise ValueError(
             f"unknown parametrization {p!r}; choose one of {sorted(PARAMETRIZATIONS)} or pass a Parametrization"
         ) from None
+
+
+def with_depth_lr(parametrization: str | Parametrization, depth_multiplier: float) -> Parametrization:
+    """Depth-μP's LR rule for Adam (Yang et al. 2023; CompleteP's alpha = 1/2): with residual branches scaled by
+    1/√L, the blocks' hidden matrices train at LR × (L / L_base)^-1/2, so that L branches' updates add up to a
+    depth-independent change of the residual stream. ``depth_multiplier`` is L / L_base."""
+    if not depth_multiplier > 0:
+        raise ValueError(f"depth_multiplier must be positive, got {depth_multiplier}")
+    p = get_parametrization(parametrization)
+    scale = dict(p.lr_scale)
+    scale["hidden"] = scale.get("hidden", 1.0) * depth_multiplier**-0.5
+    return dataclasses.replace(p, name=f"{p.name}-depth{depth_multiplier:g}", lr_scale=scale)
 
 
 class _InputScale(nn.Module):

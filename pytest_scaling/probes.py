@@ -1,8 +1,10 @@
-"""Probes read during chosen forward passes: layer output sizes and attention logits.
+"""Probes read during chosen forward passes: layer output sizes, norm-layer input sizes and attention logits.
 
 ``probing(model)`` hooks every parameterised leaf module and records the mean |output|
-(the coordinate-check statistic); attention modules report their largest logit through
-``record_attention_logits`` (user models may call it too). Outside ``probing`` both cost nothing.
+(the coordinate-check statistic) and, for normalisation layers, the mean |input|: in a pre-LN
+network the final norm reads the residual stream the readout sees, the depth check's statistic.
+Attention modules report their largest logit through ``record_attention_logits`` (user models may
+call it too). Outside ``probing`` all of it costs nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ class ProbeRecorder:
 
     module_names: dict[int, str]
     activation_size: dict[str, float] = field(default_factory=dict)
+    norm_input_size: dict[str, float] = field(default_factory=dict)
     attention_logit_max: dict[str, float] = field(default_factory=dict)
 
 
 _ACTIVE: contextvars.ContextVar[ProbeRecorder | None] = contextvars.ContextVar("pytest_scaling_probe", default=None)
+
+
+NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm)
 
 
 def _leaf_with_params(module: nn.Module) -> bool:
@@ -41,6 +47,8 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
         if isinstance(output, torch.Tensor) and output.numel():
             name = recorder.module_names[id(module)]
             recorder.activation_size[name] = float(output.detach().float().abs().mean())
+            if isinstance(module, NORM_TYPES) and isinstance(args[0], torch.Tensor):
+                recorder.norm_input_size[name] = float(args[0].detach().float().abs().mean())
 
     handles = [m.register_forward_hook(hook) for _, m in model.named_modules() if _leaf_with_params(m)]
     token = _ACTIVE.set(recorder)

@@ -120,6 +120,21 @@ class DepthGrid:
 
 
 @dataclass(frozen=True)
+class DepthCoordGrid:
+    """Depth coordinate check (Depth-μP): one family per depth in ``depths``, each trained ``steps`` Adam steps at ``lr``
+    at each of ``widths`` over the tier's seeds. The residual stream the readout reads (input of the model's last
+    normalisation layer) is probed at steps 0..steps; its size may scale with depth by at most ``max_abs_slope``
+    (slope of log size on log depth, either sign) at every width and step."""
+
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    lr: float
+    steps: int
+    batch_size: int
+    max_abs_slope: float
+
+
+@dataclass(frozen=True)
 class Tier:
     """One tier: its name, the device kind it needs ("cpu" or "cuda"), its default seed count,
     what it is for, and the grids and thresholds of each property (one place, per tier)."""
@@ -133,7 +148,8 @@ class Tier:
     stability: StabilityGrid
     adam_epsilon: EpsilonGrid
     power_law: PowerLawGrid
-    depth: DepthGrid | None = None  # None: the depth check skips
+    depth: DepthGrid | None = None  # None: the depth-sensitivity check skips
+    depth_coord: DepthCoordGrid | None = None  # None: the depth coordinate check skips
 
 
 TIERS: dict[str, Tier] = {
@@ -166,8 +182,10 @@ TIERS: dict[str, Tier] = {
             # The transfer grid's config and LRs, so the widths both use train once.
             power_law=PowerLawGrid(widths=(32, 64, 128, 256, 512), lrs=_log2_grid(-14, -4), steps=300, batch_size=128,
                                    min_r2=0.98, holdout=1, max_rel_error=0.01),
-            # No depth grid: on the grid tried (GPT vocab 32, seq 16, widths 16/64, depths 2/8, 100 steps, bound 0.03
-            # per doubling) the clean 1/sqrt(L) family failed on 2 of 5 seeds (benchmarks/RESULTS.md, "Depth").
+            # No depth-sensitivity grid: on the grid tried (GPT vocab 32, seq 16, widths 16/64, depths 2/8, 100 steps, bound
+            # 0.03 per doubling) the clean 1/sqrt(L) family failed on 2 of 5 seeds (benchmarks/RESULTS.md, "Depth").
+            depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16), widths=(32, 64), lr=3e-2, steps=4, batch_size=32,
+                                       max_abs_slope=0.2),
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
@@ -181,7 +199,10 @@ TIERS: dict[str, Tier] = {
                                      probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
             power_law=PowerLawGrid(widths=(64, 128, 256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000,
                                    batch_size=256, min_r2=0.98, holdout=1, max_rel_error=0.01),
-            # No depth grid yet: the CPU-scale grid was not robust over seeds (see the cpu tier) and none was measured on a GPU.
+            # No depth-sensitivity grid yet: the CPU-scale grid was not robust over seeds (see the cpu tier) and none was
+            # measured on a GPU.
+            depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16, 32), widths=(128, 256), lr=3e-2, steps=5, batch_size=64,
+                                       max_abs_slope=0.2),
         ),
     )
 }

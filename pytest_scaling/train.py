@@ -24,9 +24,10 @@ from .members import SingleRun, StackedRuns
 from .optim import AdamAtan2, AdamW
 from .probes import ProbeRecorder
 
-# What a probe step can record: layer output sizes (coord check), attention logits,
-# output log Z / max |logit|, and the Adam epsilon probe (gradient RMS, sqrt(v_hat) < eps).
-PROBE_KINDS: tuple[str, ...] = ("activation", "attention", "output", "adam")
+# What a probe step can record: layer output sizes (coord check), the input size of each norm layer (in a
+# pre-LN model the residual stream: depth check), attention logits, output log Z / max |logit|, and the
+# Adam epsilon probe (gradient RMS, sqrt(v_hat) < eps).
+PROBE_KINDS: tuple[str, ...] = ("activation", "norm_input", "attention", "output", "adam")
 
 # Offsets the data stream's seed from the init seed so the two never share a stream.
 _DATA_SEED_OFFSET = 0x5CA1E
@@ -152,6 +153,8 @@ def _record_probes(
     if recorder is not None:
         if "activation" in kinds:
             _add(result.probes, "activation", recorder.activation_size)
+        if "norm_input" in kinds:
+            _add(result.probes, "norm_input", recorder.norm_input_size)
         if "attention" in kinds:
             _add(result.probes, "attention_logit_max", recorder.attention_logit_max)
     if "output" in kinds:
@@ -243,7 +246,7 @@ def train_group(
         probe = config.probes_at(step)
         if probe:
             outputs = _output_stats(logits)
-            recorders = {i: members.probe(i, x[i]) if {"activation", "attention"} & set(config.probe_kinds) else None for i in active}
+            recorders = {i: members.probe(i, x[i]) if {"activation", "norm_input", "attention"} & set(config.probe_kinds) else None for i in active}
         members.optimizer.zero_grad(set_to_none=True)
         per_run.sum().backward()
         if config.grad_clip is not None:

@@ -12,7 +12,7 @@ from torch import nn
 from pytest_scaling import families, tasks
 from pytest_scaling.family import ModelFamily, infer_roles
 from pytest_scaling.metrics import coord_slopes
-from pytest_scaling.parametrization import PARAMETRIZATIONS, MATRIX_ROLES, Parametrization
+from pytest_scaling.parametrization import PARAMETRIZATIONS, MATRIX_ROLES, Parametrization, with_depth_lr
 from pytest_scaling.train import TrainConfig, train_run
 
 COORD_WIDTHS = (64, 128, 256, 512, 1024)
@@ -110,6 +110,27 @@ def test_per_layer_constants_multiply_the_lr() -> None:
     p = Parametrization("sp_tuned", a=(0, 0, 0), b=(0, 0.5, 0.5), c=(0, 1, 1), lr_scale={"output": 0.25})
     _, groups = families.mlp(parametrization=p).instantiate(128, seed=0)
     assert {g["role"]: g["lr_mult"] for g in groups}["output"] == pytest.approx(0.25 / 2)
+
+
+def test_depth_mup_scales_the_blocks_lr_and_branches() -> None:
+    """Depth-μP at 8 layers over a base depth of 2: branches × 1/√8, hidden matrices' LR × (8/2)^-1/2, the rest as μP."""
+    task = tasks.markov_language(vocab=32, seq_len=16)
+    family = families.gpt(parametrization="mup", task=task, n_layers=8, residual_scale="depth-mup")
+    model, groups = family.instantiate(128, seed=0)
+    assert family.name == "gpt-L8-mup-depth4-sqrtL" and model.blocks[3].branch_mult == pytest.approx(8**-0.5)
+    assert {g["role"]: g["lr_mult"] for g in groups} == {"input": 1.0, "vector": 1.0, "hidden": pytest.approx(0.5 / 2),
+                                                        "output": 0.5}
+    shallow = families.gpt(parametrization="mup", task=task, n_layers=8, residual_scale="1/sqrt(L)")
+    assert {g["role"]: g["lr_mult"] for g in shallow.instantiate(128, seed=0)[1]}["hidden"] == 0.5
+
+
+def test_depth_lr_composes_with_per_layer_constants() -> None:
+    p = with_depth_lr(Parametrization("tuned", a=(0, 0, 0), b=(0, 0.5, 1), c=(0, 1, 1), lr_scale={"hidden": 3.0}), 9.0)
+    assert p.name == "tuned-depth9" and p.lr_scale == {"hidden": 1.0}
+    with pytest.raises(ValueError, match="depth_multiplier must be positive"):
+        with_depth_lr("mup", 0.0)
+    with pytest.raises(ValueError, match="give one"):
+        families.gpt(parametrization=None, residual_scale="depth-mup")
 
 
 def _output_slope(family: ModelFamily, lr: float, batch_size: int) -> np.ndarray:

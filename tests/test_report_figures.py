@@ -74,11 +74,15 @@ RECORDS: dict[str, dict[str, Any]] = {
         "property": "depth", "family": "gpt-L8", "value": 0.015, "threshold": 0.03, "depths": [2, 4, 8],
         "widths": [16, 64], "sensitivity": [[0.06, 0.09, 0.12], [0.04, 0.05, 0.07]],
     },
+    "depth_coord_check": {
+        "property": "depth_coord_check", "family": "gpt-L8", "value": 0.08, "threshold": 0.2, "depths": [2, 4, 8],
+        "widths": [32, 64], "sizes": [[[1.0, 1.0, 1.0], [1.2, 1.1, 1.1]], [[1.0, 1.0, 1.0], [1.3, 1.25, 1.2]]],
+    },
 }
 
 #: Panels each property's figure draws.
 PANELS = {"power_law": 1, "extrapolation": 1, "lr_sensitivity": 2, "qk_layernorm_lowers_sensitivity": 3,
-          "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1}
+          "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1, "depth_coord_check": 1}
 
 
 def _diverged(prop: str) -> dict[str, Any]:
@@ -100,6 +104,8 @@ def _diverged(prop: str) -> dict[str, Any]:
         values["grad_rms"][1] = [[None, None], [None, None]]
     if prop == "depth":
         values["sensitivity"][1][-1] = None
+    if prop == "depth_coord_check":
+        values["sizes"][1][1][-1] = None
     if prop == "no_logit_divergence":
         for series in values["series"].values():
             series[2][-2:] = [None, None]

@@ -1,4 +1,5 @@
-"""Depth: the stability sweep repeated over depths; LR sensitivity may grow with depth only up to the tier's bound."""
+"""Depth: the residual stream must not scale with depth (Depth-μP's coordinate check), and LR sensitivity may grow
+with depth only up to a bound (the stability sweep repeated over depths)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 
 from .. import metrics
-from ..assertions import assert_depth_sensitivity
+from ..assertions import assert_depth_coord_check, assert_depth_sensitivity
 from ..family import ModelFamily
-from ..tiers import DepthGrid
+from ..probes import NORM_TYPES
+from ..tiers import DepthCoordGrid, DepthGrid
+from ..train import TrainConfig
 from ._records import json_losses
 from .stability import stability_sweep
 
@@ -26,8 +29,8 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
     """
     grid = grid or scaling.tier.depth
     if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no depth grid: no depth bound holds over seeds at its budget yet "
-                    "(benchmarks/RESULTS.md); pass grid=DepthGrid(...) to check your own")
+        pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid: no bound on the growth of S with depth "
+                    "held over seeds at its budget yet (benchmarks/RESULTS.md); pass grid=DepthGrid(...) to check your own")
     families = [build_family(n_layers) for n_layers in grid.depths]
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
@@ -48,3 +51,42 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
                    losses=json_losses(tables.mean(axis=-1)))
     return assert_depth_sensitivity(sensitivity[-1], optimum[-1], width=widths[-1],
                                     max_growth_per_doubling=grid.max_growth_per_doubling)
+
+
+def _top_norm(family: ModelFamily, width: int) -> str:
+    """The model's last registered normalisation layer: in a pre-LN network, the final norm before the readout."""
+    model, _ = family.instantiate(width, 0)
+    norms = [name for name, module in model.named_modules() if isinstance(module, NORM_TYPES)]
+    if not norms:
+        raise ValueError(f"family {family.name!r} has no normalisation layer (LayerNorm, RMSNorm, GroupNorm): the depth "
+                         "coordinate check reads the residual stream at the input of the last one")
+    return norms[-1]
+
+
+def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
+                      grid: DepthCoordGrid | None = None) -> metrics.CoordCheckResult:
+    """The residual stream the readout reads must keep its size as depth grows, at init and in the first Adam steps.
+
+    Depth-μP's coordinate check: L residual branches add up, so without 1/√L branch multipliers the stream grows
+    like √L at init, and without the blocks' LR scaled by L^-1/2 their updates grow it like √L in training. Sizes
+    are averaged geometrically over the session's seeds, and every width of the grid is asserted.
+    """
+    grid = grid or scaling.tier.depth_coord
+    if grid is None:
+        pytest.skip(f"tier {scaling.tier.name!r} has no depth coordinate grid; pass grid=DepthCoordGrid(...)")
+    config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
+                         probe_kinds=("norm_input",))
+    families = [build_family(n_layers) for n_layers in grid.depths]
+    norms = [_top_norm(family, grid.widths[0]) for family in families]
+    results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
+    sizes = metrics.seed_geometric_mean([  # [seed][width, step, depth]
+        np.array([[result.run(width, grid.lr, seed).probes["norm_input"][norm] for result, norm in zip(results, norms)]
+                  for width in grid.widths]).transpose(0, 2, 1)
+        for seed in results[0].seeds])
+    slopes = metrics.coord_slopes(grid.depths, sizes, layers=[f"width {w}: {norms[-1]} input" for w in grid.widths],
+                                  steps=range(grid.steps + 1))
+    scaling.record(f"depth_coord_check[{families[-1].name}]", property="depth_coord_check", family=families[-1].name,
+                   families=[f.name for f in families], value=float(np.abs(slopes.slopes).max()),
+                   threshold=grid.max_abs_slope, depths=list(grid.depths), widths=list(grid.widths),
+                   seeds=list(results[0].seeds), slopes=slopes.slopes.tolist(), sizes=sizes.tolist())
+    return assert_depth_coord_check(slopes, max_abs_slope=grid.max_abs_slope)

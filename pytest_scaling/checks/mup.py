@@ -19,11 +19,6 @@ def _layer_sizes(runs: list, layers: list[str]) -> np.ndarray:
     return np.array([[run.probes["activation"][layer] for run in runs] for layer in layers]).transpose(0, 2, 1)
 
 
-def _seed_geometric_mean(sizes: list[np.ndarray]) -> np.ndarray:
-    """Per (layer, step, width), the geometric mean over seeds: its log-log slope is the mean of the seeds' slopes."""
-    return np.exp(np.mean(np.log(sizes), axis=0))
-
-
 def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None = None) -> metrics.CoordCheckResult:
     """No parameterised layer's mean |output| may grow with width in the first Adam steps.
 
@@ -42,7 +37,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), config=config)
     runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
     layers = list(runs_by_seed[0][0].probes["activation"])
-    sizes = _seed_geometric_mean([_layer_sizes(runs, layers) for runs in runs_by_seed])[:, 1:, :]
+    sizes = metrics.seed_geometric_mean([_layer_sizes(runs, layers) for runs in runs_by_seed])[:, 1:, :]
     slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
     scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
                    value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),

@@ -1,7 +1,8 @@
 """The built-in GPT family: decoder-only, pre-LN, causal attention, d_model = width.
 
 Switches cover what the suite probes: the attention scale (1/d_head under muP, 1/sqrt(d_head)
-under SP), qk-layernorm, z-loss, weight tying and residual-branch scaling. Heads are either a
+under SP), qk-layernorm, z-loss, weight tying and residual-branch scaling (1/sqrt(L) branches, or
+Depth-muP: those plus the blocks' LR scaled by (L / base_depth)^-1/2). Heads are either a
 fixed number (``n_heads``; d_head grows with width, so the 1/d vs 1/sqrt(d) choice matters) or
 of fixed size (``head_dim``).
 """
@@ -17,13 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..family import ModelFamily
-from ..parametrization import Parametrization
+from ..parametrization import Parametrization, with_depth_lr
 from ._common import parametrization_label, require_input_kind
 from ..probes import record_attention_logits
 from ..tasks import Task, markov_language
 
 AttnScale = Literal["1/d", "1/sqrt(d)"]
-ResidualScale = Literal["1/sqrt(L)"]
+ResidualScale = Literal["1/sqrt(L)", "depth-mup"]
 
 
 class CausalSelfAttention(nn.Module):
@@ -90,8 +91,8 @@ class GPT(nn.Module):
         n_heads = _heads(width, n_heads, head_dim)
         if attn_scale not in ("1/d", "1/sqrt(d)"):
             raise ValueError(f"attn_scale must be '1/d' or '1/sqrt(d)', got {attn_scale!r}")
-        if residual_scale not in (None, "1/sqrt(L)"):
-            raise ValueError(f"residual_scale must be None or '1/sqrt(L)', got {residual_scale!r}")
+        if residual_scale not in (None, "1/sqrt(L)", "depth-mup"):
+            raise ValueError(f"residual_scale must be None, '1/sqrt(L)' or 'depth-mup', got {residual_scale!r}")
         branch_mult = 1.0 / math.sqrt(n_layers) if residual_scale else 1.0
         self.tok_emb = nn.Embedding(vocab, width)
         self.pos_emb = nn.Embedding(seq_len, width)
@@ -154,12 +155,18 @@ def gpt(
     z_loss: float = 0.0,
     tie_embeddings: bool = False,
     residual_scale: ResidualScale | None = None,
+    base_depth: int = 2,
     name: str | None = None,
 ) -> ModelFamily:
     """A GPT family on ``task`` (default: a sparse Markov language). ``attn_scale`` defaults to
-    1/d under muP-type parametrizations and 1/sqrt(d) otherwise."""
+    1/d under muP-type parametrizations and 1/sqrt(d) otherwise. ``residual_scale="depth-mup"``
+    scales the branches by 1/sqrt(L) and the hidden matrices' LR by (n_layers / base_depth)^-1/2."""
     task = task if task is not None else markov_language()
     require_input_kind(task, "tokens", "GPT")
+    if residual_scale == "depth-mup":
+        if parametrization is None:
+            raise ValueError("residual_scale='depth-mup' scales the LR of a parametrization; give one (e.g. 'mup')")
+        parametrization = with_depth_lr(parametrization, n_layers / base_depth)
     if attn_scale is None:
         attn_scale = "1/d" if parametrization_label(parametrization).startswith("mup") else "1/sqrt(d)"
     build = functools.partial(
@@ -175,7 +182,8 @@ def gpt(
         residual_scale=residual_scale,
     )
     variant = "".join(
-        f"-{tag}" for tag, on in (("qkln", qk_layernorm), (f"z{z_loss:g}", z_loss > 0), ("tied", tie_embeddings)) if on
+        f"-{tag}" for tag, on in (("qkln", qk_layernorm), (f"z{z_loss:g}", z_loss > 0), ("tied", tie_embeddings),
+                                  ("sqrtL", residual_scale is not None)) if on
     )
     return ModelFamily(
         name=name or f"gpt-L{n_layers}-{parametrization_label(parametrization)}{variant}",

@@ -343,6 +343,20 @@ def _plot_depth_sensitivity(axes: Axes, record: dict[str, Any]) -> None:
     _legend(axes)
 
 
+def _plot_depth_coord(axes: Axes, record: dict[str, Any]) -> None:
+    """At the widest width, the residual stream's size against depth, one line per step (flat under Depth-μP)."""
+    data = record["data"]
+    sizes = data["sizes"][-1]  # [step][depth]
+    for step, (colour, values) in enumerate(zip(_colours(len(sizes)), sizes)):
+        axes.plot(data["depths"], _floats(values), "o-", color=colour, label=f"step {step}")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set(xticks=data["depths"], xticklabels=[str(d) for d in data["depths"]], xlabel="depth (layers)",
+             ylabel="mean |residual stream| at the final norm",
+             title=f"width {data['widths'][-1]}: residual stream vs depth (max |slope| {number(record['value'])})")
+    _legend(axes)
+
+
 def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
     """The value with its CI, against ± the threshold and the baseline's band."""
     bounds = ci_bounds(record["ci"])
@@ -370,6 +384,7 @@ FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
                                         *((_qk_losses_panel(key), tuple(QK_VARIANTS)) for key in QK_VARIANTS)),
     "adam_epsilon": ((_plot_epsilon_headroom, ("layers", "widths", "eps", "grad_rms")),),
     "depth": ((_plot_depth_sensitivity, ("depths", "widths", "sensitivity")),),
+    "depth_coord_check": ((_plot_depth_coord, ("depths", "widths", "sizes")),),
     "no_logit_divergence": tuple((_logit_panel(series, legend=series == "|log Z|"), ("steps", "runs", "series"))
                                  for series in LOGIT_SERIES),
 }
