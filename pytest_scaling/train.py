@@ -104,7 +104,8 @@ class RunResult:
     """A run's loss curve (cross-entropy before each update) and its probes.
 
     ``probes`` maps a probe name to ``{series key: [values at probe_step_list]}``:
-    ``activation`` (mean |output| per module), ``attention_logit_max`` (per attention module),
+    ``activation`` (mean |output| per module), ``norm_input`` (mean |input| per norm layer),
+    ``attention_logit_max`` (per attention module),
     ``output`` (``log_z_mean``, ``log_z_max``, ``logit_abs_max``), ``grad_rms`` and
     ``frac_below_eps`` (per parameter).
     """

@@ -38,6 +38,14 @@ def test_coord_check_passes_under_mup_and_fails_under_sp(scaling: ScalingSession
     assert [r["property"] for r in (rec["values"] for rec in scaling.records)] == ["coord_check"] * 2
 
 
+@pytest.mark.parametrize("lr", [1e8, 1e20], ids=["activations overflow", "loss diverges"])
+def test_coord_check_names_a_run_that_blew_up(scaling: ScalingSession, lr: float) -> None:
+    grid = CoordCheckGrid(widths=(32, 64), lr=lr, steps=3, batch_size=16, max_abs_slope=0.15)
+    with pytest.raises(AssertionError, match=r"coordinate check failed: the run at width \d+, LR .*, seed 0 diverged or "
+                                             r"overflowed at step 1.*lower the check's LR"):
+        checks.coord_check(scaling, families.mlp(parametrization="sp", widths=(32, 64), base_width=32), grid)
+
+
 # One cheap grid where SP's drift is unmistakable (measured: SP log2 eta* -8.0, -9.3, -10.1, slope -1.06,
 # 95% CI (-1.20, -0.92); muP on it: slope -0.21, too close to the bound to assert a pass here: the
 # cpu tier's wider, longer grid is where muP is asserted to transfer).

@@ -15,6 +15,7 @@ from ..probes import NORM_TYPES
 from ..tiers import DepthCoordGrid, DepthGrid
 from ..train import TrainConfig
 from ._records import json_losses
+from ._runs import require_finite_probes
 from .stability import stability_sweep
 
 
@@ -79,6 +80,8 @@ def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
     families = [build_family(n_layers) for n_layers in grid.depths]
     norms = [_top_norm(family, grid.widths[0]) for family in families]
     results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
+    require_finite_probes((run for result in results for run in result.runs.values()), "norm_input",
+                          "depth coordinate check")
     sizes = metrics.seed_geometric_mean([  # [seed][width, step, depth]
         np.array([[result.run(width, grid.lr, seed).probes["norm_input"][norm] for result, norm in zip(results, norms)]
                   for width in grid.widths]).transpose(0, 2, 1)

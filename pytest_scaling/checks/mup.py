@@ -12,6 +12,7 @@ from ..family import ModelFamily
 from ..tiers import CoordCheckGrid, TransferGrid
 from ..train import TrainConfig
 from ._records import json_losses
+from ._runs import require_finite_probes
 
 
 def _layer_sizes(runs: list, layers: list[str]) -> np.ndarray:
@@ -35,6 +36,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
         steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
     )
     result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), config=config)
+    require_finite_probes(result.runs.values(), "activation", "coordinate check")
     runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
     layers = list(runs_by_seed[0][0].probes["activation"])
     sizes = metrics.seed_geometric_mean([_layer_sizes(runs, layers) for runs in runs_by_seed])[:, 1:, :]
