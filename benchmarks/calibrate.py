@@ -64,6 +64,7 @@ CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "lr_sensitivity[gpt]": (lambda s: checks.lr_sensitivity(s, _gpt()), "max S over widths"),
     "depth[gpt]": (lambda s: checks.depth(s, _sqrt_l_gpt_small, DEPTH_TRIED), "growth of S per doubling of depth"),
     "depth_coord_check[gpt]": (lambda s: checks.depth_coord_check(s, gpt_at_depth), "max |slope| on log depth"),
+    "depth_lr_transfer[gpt]": (lambda s: checks.depth_lr_transfer(s, gpt_at_depth), "|slope| of the curve's shift"),
     "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit"),
     "no_logit_divergence[gpt] |log Z|": (lambda s: checks.no_logit_divergence(s, _gpt()), "max |mean log Z|"),
     "no_logit_divergence[gpt] log Z drift": (lambda s: checks.no_logit_divergence(s, _gpt()),
@@ -82,7 +83,7 @@ def _value(name: str, record: dict[str, Any]) -> float:
         series, _, field = _LOGIT_SERIES[name]
         return max(math.inf if v is None else v for k, v in record[field].items() if k.endswith(series))
     value = record["value"]
-    return abs(value) if name.startswith("lr_transfer") else value
+    return abs(value) if name.startswith(("lr_transfer", "depth_lr_transfer")) else value
 
 
 def _threshold(name: str, record: dict[str, Any]) -> float:

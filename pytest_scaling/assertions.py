@@ -11,7 +11,7 @@ import numpy as np
 from tabulate import tabulate
 
 from .fit import ExtrapolationResult, PowerLawFit
-from .metrics import CoordCheckResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
+from .metrics import CoordCheckResult, CurveShiftResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
 
 WIDEN_GRID = "widen the LR grid"
 
@@ -120,6 +120,23 @@ def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float =
     else:
         hint = "the residual stream shrinks with depth: is a branch multiplier or the blocks' LR scaled down twice?"
     _fail("depth coordinate check failed: the residual stream scales with depth", headers, rows, facts, hint)
+
+
+def assert_depth_lr_transfer(result: CurveShiftResult, *, width: float, max_abs_slope: float) -> CurveShiftResult:
+    """The loss-vs-LR curve must not move along the LR axis with depth: |slope of its log2-LR shift on log2 depth| ≤
+    max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat."""
+    if abs(result.slope) <= max_abs_slope:
+        return result
+    rows = [[_num(depth), f"{mean:+.2f}", ", ".join(f"{v:+.2f}" for v in per_seed)]
+            for depth, mean, per_seed in zip(result.sizes, result.mean_shift, result.shift)]
+    facts = [f"width {_num(width)}: slope of the curve's shift (log2 LR) on log2 depth {result.slope:+.3f}; "
+             f"threshold |slope| ≤ {max_abs_slope}"]
+    hint = ("the optimal LR falls as depth grows (the blocks' updates add up): scale the blocks' LR by "
+            "(L / L_base)^-1/2 with 1/√L branches (Depth-μP: families.gpt(residual_scale='depth-mup'))"
+            if result.slope < 0 else
+            "the optimal LR rises as depth grows: is the blocks' LR or their branch multiplier scaled down twice?")
+    _fail("depth LR transfer failed: the loss-vs-LR curve moves with depth",
+          ["depth", "shift (log2 LR, mean)", "shift per seed"], rows, facts, hint)
 
 
 def _fit_summary(fit: PowerLawFit) -> str:

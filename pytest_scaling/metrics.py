@@ -228,6 +228,67 @@ class CoordCheckResult(Result):
         return float(np.max(np.abs(self.slopes)))
 
 
+#: Resolution of the curve-shift search, and the spacing its curves are compared at, in log2 LR.
+SHIFT_RESOLUTION = 0.01
+_FINE_STEP = 0.05
+
+
+def curve_shift(lrs: ArrayLike, base: ArrayLike, curve: ArrayLike) -> float:
+    """The shift d in log2 LR that lays ``curve`` on ``base``: curve(x) ≈ base(x − d), so curve's optimal LR is 2^d times
+    base's. Both log-loss curves are interpolated (PCHIP: no overshoot at a diverged edge) and compared by least squares
+    where they overlap (at least half the grid), d searched over ± half the grid's span. Unlike the vertex of three
+    points, it uses both flanks of the curve, so a flat top does not make it noisy."""
+    from scipy.interpolate import PchipInterpolator
+
+    x = np.log2(check.lr_grid(lrs))
+    base, curve = (np.log(check.vector(name, v, positive=True)) for name, v in (("base", base), ("curve", curve)))
+    check.same_length(lrs=x, base=base, curve=curve)
+    base_at, curve_at = PchipInterpolator(x, base), PchipInterpolator(x, curve)
+    fine = np.arange(x[0], x[-1] + _FINE_STEP / 2, _FINE_STEP)
+    half_span = (x[-1] - x[0]) / 2
+    best_err, best_d = np.inf, 0.0
+    for d in np.arange(-half_span, half_span + SHIFT_RESOLUTION / 2, SHIFT_RESOLUTION):
+        inside = fine[(fine - d >= x[0]) & (fine - d <= x[-1])]
+        if 2 * (inside[-1] - inside[0] if inside.size else 0) < x[-1] - x[0]:
+            continue
+        err = np.mean((curve_at(inside) - base_at(inside - d)) ** 2)
+        if err < best_err:
+            best_err, best_d = err, float(d)
+    return round(best_d, 6) + 0.0  # no -0.0
+
+
+@dataclass(frozen=True, eq=False)
+class CurveShiftResult(Result):
+    """How the whole loss-vs-LR curve moves with size: per (size, seed) its shift in log2 LR from the first size's
+    curve of the same seed, and the least-squares slope of the seed-mean shift on log2 size (0 = transfer)."""
+
+    sizes: np.ndarray
+    lrs: np.ndarray
+    shift: np.ndarray  # [size, seed]; 0 at the first size
+    mean_shift: np.ndarray  # [size]
+    slope: float
+
+
+def lr_curve_shift(sizes: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *,
+                   initial_loss: ArrayLike | None = None) -> CurveShiftResult:
+    """``curve_shift`` of each size's loss-vs-LR curve from the first size's, per seed, from losses [size, lr, seed];
+    diverged runs count as the initial loss (or the grid's worst finite loss)."""
+    sizes, lrs, losses = _sweep(sizes, lrs, losses, name="sizes", min_sizes=2)
+    n_sizes, _, n_seeds = losses.shape
+    init = None if initial_loss is None else _initial_losses(initial_loss, (n_sizes, n_seeds))
+    curves = np.stack([np.stack([_diverged_as_initial(losses[i, :, s], None if init is None else init[i, s])
+                                 for s in range(n_seeds)], axis=-1) for i in range(n_sizes)])
+    if not np.all(np.isfinite(curves)):
+        raise ValueError("a size and seed has no finite loss and no initial loss was given")
+    shift = np.array([[curve_shift(lrs, curves[0, :, s], curves[i, :, s]) for s in range(n_seeds)]
+                      for i in range(n_sizes)])
+    mean_shift = shift.mean(axis=1)
+    log_sizes = np.log2(sizes) - np.log2(sizes).mean()
+    slope = float(log_sizes @ (mean_shift - mean_shift.mean()) / (log_sizes @ log_sizes))
+    return CurveShiftResult(sizes=frozen(sizes), lrs=frozen(lrs), shift=frozen(shift), mean_shift=frozen(mean_shift),
+                            slope=slope)
+
+
 def seed_geometric_mean(sizes: Sequence[ArrayLike]) -> np.ndarray:
     """Activation sizes averaged over seeds (the first axis) geometrically: the log-log slope of the mean is the
     mean of the seeds' slopes, so one noisy seed cannot dominate."""

@@ -135,6 +135,20 @@ class DepthCoordGrid:
 
 
 @dataclass(frozen=True)
+class DepthTransferGrid:
+    """LR transfer across depth: one family per depth in ``depths``, each swept over ``widths`` x ``lrs`` x the tier's
+    seeds (constant LR, Adam). At the widest width the seed-mean shift of the loss-vs-LR curve from the shallowest
+    depth's (log2 LR, ``metrics.curve_shift``) may change by at most ``max_abs_slope`` per doubling of depth."""
+
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    steps: int
+    batch_size: int
+    max_abs_slope: float
+
+
+@dataclass(frozen=True)
 class Tier:
     """One tier: its name, the device kind it needs ("cpu" or "cuda"), its default seed count,
     what it is for, and the grids and thresholds of each property (one place, per tier)."""
@@ -150,7 +164,12 @@ class Tier:
     power_law: PowerLawGrid
     depth: DepthGrid | None = None  # None: the depth-sensitivity check skips
     depth_coord: DepthCoordGrid | None = None  # None: the depth coordinate check skips
+    depth_transfer: DepthTransferGrid | None = None  # None: the depth LR-transfer check skips
 
+
+# Calibrated over 5 seeds (benchmarks/RESULTS.md, "Depth-μP"); width 32 is asserted, 16 is recorded.
+CPU_DEPTH_TRANSFER = DepthTransferGrid(depths=(2, 8), widths=(16, 32), lrs=_log2_grid(-10, -4), steps=40, batch_size=32,
+                                       max_abs_slope=0.1)
 
 TIERS: dict[str, Tier] = {
     tier.name: tier
@@ -186,6 +205,7 @@ TIERS: dict[str, Tier] = {
             # 0.03 per doubling) the clean 1/sqrt(L) family failed on 2 of 5 seeds (benchmarks/RESULTS.md, "Depth").
             depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16), widths=(32, 64), lr=3e-2, steps=4, batch_size=32,
                                        max_abs_slope=0.2),
+            depth_transfer=CPU_DEPTH_TRANSFER,
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
@@ -203,6 +223,8 @@ TIERS: dict[str, Tier] = {
             # measured on a GPU.
             depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16, 32), widths=(128, 256), lr=3e-2, steps=5, batch_size=64,
                                        max_abs_slope=0.2),
+            # The cpu tier's grid over the gpu tier's 3 seeds: no wider grid has been calibrated (no GPU yet).
+            depth_transfer=CPU_DEPTH_TRANSFER,
         ),
     )
 }

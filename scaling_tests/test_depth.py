@@ -1,9 +1,10 @@
-"""Depth (built-in GPT under Depth-μP): the residual stream keeps its size as depth grows, and LR sensitivity may
-grow only slowly with depth.
+"""Depth (built-in GPT under Depth-μP): the residual stream keeps its size as depth grows, the loss-vs-LR curve stays
+put, and LR sensitivity may grow only slowly with depth.
 
-The coordinate check runs in the cpu and gpu tiers. The sensitivity check skips in every tier for now: on the CPU
-grid tried, the clean family failed its bound on 2 of 5 seeds (benchmarks/RESULTS.md, "Depth"). Both checks and
-their controls (plain and 1/√L-only residuals) live in the library and tests/."""
+The coordinate check runs in the cpu and gpu tiers, LR transfer across depth in the cpu tier. The sensitivity check
+skips in every tier for now: on the CPU grid tried, the clean family failed its bound on 2 of 5 seeds
+(benchmarks/RESULTS.md, "Depth"). The checks and their controls (plain and 1/√L-only residuals) live in the library
+and tests/."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def gpt_at_depth(n_layers: int) -> ModelFamily:
 @pytest.mark.scaling(property="depth_coord_check")
 def test_depth_coord_check_builtin_gpt(scaling):
     checks.depth_coord_check(scaling, gpt_at_depth)
+
+
+@pytest.mark.scaling(property="depth_lr_transfer")
+def test_depth_lr_transfer_builtin_gpt(scaling):
+    checks.depth_lr_transfer(scaling, gpt_at_depth)
 
 
 @pytest.mark.scaling(property="depth")

@@ -7,10 +7,12 @@ import pytest
 
 from pytest_scaling.metrics import (
     coord_slopes,
+    curve_shift,
     fixed_lr_width_trend,
     logit_trend,
     lr_sensitivity,
     lr_sensitivity_by_size,
+    lr_curve_shift,
     lr_transfer,
     optimal_lr,
 )
@@ -223,6 +225,38 @@ def test_coord_slopes_recover_power_of_width():
 def test_coord_slopes_reject_bad_input(sizes, layers, match):
     with pytest.raises(ValueError, match=match):
         coord_slopes([64, 128, 256, 512, 1024], sizes, layers)
+
+
+# ---- curve shift ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moved", [0.0, 0.37, -1.2, 2.5])
+def test_curve_shift_recovers_how_far_a_bowl_moved(moved):
+    assert curve_shift(LRS, bowl(-8.0), bowl(-8.0 + moved)) == pytest.approx(moved, abs=0.011)
+
+
+def test_curve_shift_reads_the_flanks_of_a_flat_top():
+    """A flat-bottomed curve moved by 0.6: its three best points barely differ, yet the shift is found."""
+    def flat(vertex):
+        return 1.0 + 0.05 * np.maximum(np.abs(LOG2 - vertex) - 2.0, 0.0) ** 2
+
+    assert curve_shift(LRS, flat(-9.0), flat(-8.4)) == pytest.approx(0.6, abs=0.011)
+
+
+def test_lr_curve_shift_per_seed_and_slope_on_log_size():
+    # The curve moves 0.5 per doubling of size (depth 2 -> 8: +1.0), floors differing by seed.
+    losses = sweep([-9.0, -8.5, -8.0])
+    result = lr_curve_shift([2, 4, 8], LRS, losses)
+    np.testing.assert_allclose(result.shift, [[0, 0], [0.5, 0.5], [1.0, 1.0]], atol=0.011)
+    assert result.slope == pytest.approx(0.5, abs=0.01) and result.mean_shift[0] == 0
+
+
+def test_lr_curve_shift_counts_diverged_runs_as_the_initial_loss():
+    losses = sweep([-9.0, -9.0], n_seeds=1)
+    losses[1, -3:, 0] = np.inf  # the deep model's top three LRs diverged: its upper flank rises earlier
+    assert lr_curve_shift([2, 8], LRS, losses, initial_loss=4.0).shift[1, 0] < -0.5  # read as a lower optimum
+    with pytest.raises(ValueError, match="no finite loss"):
+        lr_curve_shift([2, 8], LRS, np.full((2, LRS.size, 1), np.inf))
 
 
 # ---- logit trends -----------------------------------------------------------------------------

@@ -78,11 +78,17 @@ RECORDS: dict[str, dict[str, Any]] = {
         "property": "depth_coord_check", "family": "gpt-L8", "value": 0.08, "threshold": 0.2, "depths": [2, 4, 8],
         "widths": [32, 64], "sizes": [[[1.0, 1.0, 1.0], [1.2, 1.1, 1.1]], [[1.0, 1.0, 1.0], [1.3, 1.25, 1.2]]],
     },
+    "depth_lr_transfer": {
+        "property": "depth_lr_transfer", "family": "gpt-L8", "value": 0.05, "threshold": 0.1, "depths": [2, 8],
+        "widths": [16, 32], "lrs": [1e-3, 1e-2, 1e-1],
+        "losses": [[[2.0, 1.5, 1.9], [1.9, 1.4, 1.8]], [[2.1, 1.5, 2.4], [1.9, 1.45, 2.2]]],  # [depth][width][lr]
+    },
 }
 
 #: Panels each property's figure draws.
 PANELS = {"power_law": 1, "extrapolation": 1, "lr_sensitivity": 2, "qk_layernorm_lowers_sensitivity": 3,
-          "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1, "depth_coord_check": 1}
+          "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1, "depth_coord_check": 1,
+          "depth_lr_transfer": 1}
 
 
 def _diverged(prop: str) -> dict[str, Any]:
@@ -106,6 +112,8 @@ def _diverged(prop: str) -> dict[str, Any]:
         values["sensitivity"][1][-1] = None
     if prop == "depth_coord_check":
         values["sizes"][1][1][-1] = None
+    if prop == "depth_lr_transfer":
+        values["losses"][1][1][-1] = None
     if prop == "no_logit_divergence":
         for series in values["series"].values():
             series[2][-2:] = [None, None]

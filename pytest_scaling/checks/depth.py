@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from .. import metrics
-from ..assertions import assert_depth_coord_check, assert_depth_sensitivity
+from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
 from ..family import ModelFamily
 from ..probes import NORM_TYPES
-from ..tiers import DepthCoordGrid, DepthGrid
+from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
 from ._records import json_losses
 from ._runs import require_finite_probes
@@ -93,3 +93,29 @@ def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
                    threshold=grid.max_abs_slope, depths=list(grid.depths), widths=list(grid.widths),
                    seeds=list(results[0].seeds), slopes=slopes.slopes.tolist(), sizes=sizes.tolist())
     return assert_depth_coord_check(slopes, max_abs_slope=grid.max_abs_slope)
+
+
+def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
+                      grid: DepthTransferGrid | None = None) -> metrics.CurveShiftResult:
+    """The loss-vs-LR curve must stay put along the LR axis as depth grows: an LR tuned shallow then holds deep.
+
+    Measured as the curve's shift from the shallowest depth's (both flanks, not the often flat top), per seed, at
+    every width; the widest is asserted. With 1/√L branches alone the curve moves to lower LRs (the blocks' Θ(η)
+    updates add up to Θ(η√L)); Depth-μP's block LR × L^-1/2 holds it.
+    """
+    grid = grid or scaling.tier.depth_transfer
+    if grid is None:
+        pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
+    families = [build_family(n_layers) for n_layers in grid.depths]
+    config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
+    results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, config=config) for family in families]
+    tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
+    initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
+    shifts = [metrics.lr_curve_shift(grid.depths, grid.lrs, tables[:, w], initial_loss=initial[:, w])
+              for w in range(len(grid.widths))]
+    scaling.record(f"depth_lr_transfer[{families[-1].name}]", property="depth_lr_transfer", family=families[-1].name,
+                   families=[f.name for f in families], value=shifts[-1].slope, threshold=grid.max_abs_slope,
+                   depths=list(grid.depths), widths=list(grid.widths), lrs=list(grid.lrs),
+                   shift=[s.mean_shift.tolist() for s in shifts], slopes=[s.slope for s in shifts],
+                   losses=json_losses(tables.mean(axis=-1)))
+    return assert_depth_lr_transfer(shifts[-1], width=grid.widths[-1], max_abs_slope=grid.max_abs_slope)

@@ -94,13 +94,13 @@ def _width_axis(axes: Axes) -> None:
 
 
 def _plot_loss_curves(axes: Axes, widths: list[Any], lrs: list[float], rows: list[list[Any]],
-                      title: str = "loss vs LR by width") -> None:
-    """Final loss against LR, one line per width coloured by width; a diverged point (None) is a gap in its
-    line and a cross on the top edge."""
+                      title: str = "loss vs LR by width", size_name: str = "width") -> None:
+    """Final loss against LR, one line per width (or other size) coloured in order; a diverged point (None) is a gap
+    in its line and a cross on the top edge."""
     any_diverged = False
     for width, width_losses, colour in zip(widths, rows, _colours(len(widths))):
         losses = _floats(width_losses)
-        axes.plot(lrs, losses, "o-", color=colour, label=f"width {width}")
+        axes.plot(lrs, losses, "o-", color=colour, label=f"{size_name} {width}")
         diverged = [lr for lr, loss in zip(lrs, losses) if math.isnan(loss)]
         _mark_diverged(axes, diverged, colour)
         any_diverged = any_diverged or bool(diverged)
@@ -357,6 +357,14 @@ def _plot_depth_coord(axes: Axes, record: dict[str, Any]) -> None:
     _legend(axes)
 
 
+def _plot_depth_transfer(axes: Axes, record: dict[str, Any]) -> None:
+    """At the widest width, the seed-mean loss-vs-LR curve of each depth: under Depth-μP they lie on each other."""
+    data = record["data"]
+    _plot_loss_curves(axes, data["depths"], data["lrs"], [by_width[-1] for by_width in data["losses"]],
+                      title=f"width {data['widths'][-1]}: loss vs LR by depth (shift slope {number(record['value'])})",
+                      size_name="depth")
+
+
 def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
     """The value with its CI, against ± the threshold and the baseline's band."""
     bounds = ci_bounds(record["ci"])
@@ -385,6 +393,7 @@ FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
     "adam_epsilon": ((_plot_epsilon_headroom, ("layers", "widths", "eps", "grad_rms")),),
     "depth": ((_plot_depth_sensitivity, ("depths", "widths", "sensitivity")),),
     "depth_coord_check": ((_plot_depth_coord, ("depths", "widths", "sizes")),),
+    "depth_lr_transfer": ((_plot_depth_transfer, ("depths", "widths", "lrs", "losses")),),
     "no_logit_divergence": tuple((_logit_panel(series, legend=series == "|log Z|"), ("steps", "runs", "series"))
                                  for series in LOGIT_SERIES),
 }
