@@ -234,10 +234,11 @@ _FINE_STEP = 0.05
 
 
 def curve_shift(lrs: ArrayLike, base: ArrayLike, curve: ArrayLike) -> float:
-    """The shift d in log2 LR that lays ``curve`` on ``base``: curve(x) ≈ base(x − d), so curve's optimal LR is 2^d times
-    base's. Both log-loss curves are interpolated (PCHIP: no overshoot at a diverged edge) and compared by least squares
-    where they overlap (at least half the grid), d searched over ± half the grid's span. Unlike the vertex of three
-    points, it uses both flanks of the curve, so a flat top does not make it noisy."""
+    """The shift d in log2 LR that lays ``curve`` on ``base``: curve(x) ≈ c·base(x − d), so curve's optimal LR is 2^d
+    times base's. Both log-loss curves are interpolated (PCHIP: no overshoot at a diverged edge) and compared by least
+    squares, up to the constant factor c, where they overlap (at least half the grid); d is searched over ± half the
+    grid's span. Unlike the vertex of three points it uses both flanks, so a flat top does not make it noisy, and a
+    curve that is better everywhere (c < 1) is not read as moved."""
     from scipy.interpolate import PchipInterpolator
 
     x = np.log2(check.lr_grid(lrs))
@@ -251,7 +252,7 @@ def curve_shift(lrs: ArrayLike, base: ArrayLike, curve: ArrayLike) -> float:
         inside = fine[(fine - d >= x[0]) & (fine - d <= x[-1])]
         if 2 * (inside[-1] - inside[0] if inside.size else 0) < x[-1] - x[0]:
             continue
-        err = np.mean((curve_at(inside) - base_at(inside - d)) ** 2)
+        err = np.var(curve_at(inside) - base_at(inside - d))  # the best log c is the mean residual
         if err < best_err:
             best_err, best_d = err, float(d)
     return round(best_d, 6) + 0.0  # no -0.0

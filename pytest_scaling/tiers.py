@@ -167,9 +167,10 @@ class Tier:
     depth_transfer: DepthTransferGrid | None = None  # None: the depth LR-transfer check skips
 
 
-# Calibrated over 5 seeds (benchmarks/RESULTS.md, "Depth-μP"); width 32 is asserted, 16 is recorded.
+# Calibrated over 10 seeds (benchmarks/RESULTS.md, "LR transfer across depth"); width 32 is asserted, 16 recorded.
+# The bound sits between Depth-μP's worst seed (+0.07) and 1/√L-only's best (-0.20).
 CPU_DEPTH_TRANSFER = DepthTransferGrid(depths=(2, 8), widths=(16, 32), lrs=_log2_grid(-10, -4), steps=40, batch_size=32,
-                                       max_abs_slope=0.1)
+                                       max_abs_slope=0.12)
 
 TIERS: dict[str, Tier] = {
     tier.name: tier

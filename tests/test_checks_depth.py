@@ -87,15 +87,15 @@ def test_depth_coord_check_needs_a_norm_layer(session: ScalingSession) -> None:
 
 
 # The cpu tier's grid (depths 2 and 8, widths 16/32, LRs 2^-10..2^-4, 40 steps), seed 0. Measured slope of the curve's
-# shift on log2 depth at width 32, seeds 0-2: Depth-μP +0.045 / +0.050 / +0.065, 1/√L branches alone -0.20 / -0.20 /
-# -0.175 (the curve moves to lower LRs). The tier's bound is 0.1.
+# shift on log2 depth at width 32, seeds 0-9: Depth-μP -0.025 to +0.07 (seed 0: +0.065), 1/√L branches alone -0.20 to
+# -0.275 (seed 0: -0.225; the curve moves to lower LRs). The tier's bound is 0.12.
 def test_depth_lr_transfer_holds_under_depth_mup_and_fails_with_sqrt_l_alone(session: ScalingSession) -> None:
     grid = TIERS["cpu"].depth_transfer
     result = checks.depth_lr_transfer(session, depth_scaled_gpt("depth-mup"), grid)
-    assert abs(result.slope) <= 0.08 and result.shift.shape == (2, 1)
+    assert abs(result.slope) <= 0.1 and result.shift.shape == (2, 1)
     with pytest.raises(AssertionError, match="depth LR transfer failed") as raised:
         checks.depth_lr_transfer(session, depth_scaled_gpt("1/sqrt(L)"), grid)
     message = str(raised.value)
     assert "width 32: slope of the curve's shift" in message and "optimal LR falls as depth grows" in message
     record = session.records[-1]["values"]
-    assert record["property"] == "depth_lr_transfer" and record["value"] < -0.15 and len(record["shift"]) == 2
+    assert record["property"] == "depth_lr_transfer" and record["value"] < -0.18 and len(record["shift"]) == 2

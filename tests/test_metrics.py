@@ -235,6 +235,11 @@ def test_curve_shift_recovers_how_far_a_bowl_moved(moved):
     assert curve_shift(LRS, bowl(-8.0), bowl(-8.0 + moved)) == pytest.approx(moved, abs=0.011)
 
 
+def test_curve_shift_ignores_a_curve_that_is_better_everywhere():
+    assert curve_shift(LRS, bowl(-8.0), 0.9 * bowl(-8.0)) == 0.0
+    assert curve_shift(LRS, bowl(-8.0), 0.9 * bowl(-7.5)) == pytest.approx(0.5, abs=0.011)
+
+
 def test_curve_shift_reads_the_flanks_of_a_flat_top():
     """A flat-bottomed curve moved by 0.6: its three best points barely differ, yet the shift is found."""
     def flat(vertex):
