@@ -350,10 +350,9 @@ def _plot_depth_coord(axes: Axes, record: dict[str, Any]) -> None:
     for step, (colour, values) in enumerate(zip(_colours(len(sizes)), sizes)):
         axes.plot(data["depths"], _floats(values), "o-", color=colour, label=f"step {step}")
     axes.set_xscale("log", base=2)
-    axes.set_yscale("log")
     axes.set(xticks=data["depths"], xticklabels=[str(d) for d in data["depths"]], xlabel="depth (layers)",
-             ylabel="mean |residual stream| at the final norm",
-             title=f"width {data['widths'][-1]}: residual stream vs depth (max |slope| {number(record['value'])})")
+             ylabel="mean |input| of the final norm",
+             title=f"width {data['widths'][-1]}: residual stream vs depth\nmax |slope| {number(record['value'])}")
     _legend(axes)
 
 
