@@ -1,5 +1,5 @@
-"""Depth: the residual stream must not scale with depth (Depth-μP's coordinate check), and LR sensitivity may grow
-with depth only up to a bound (the stability sweep repeated over depths)."""
+"""Depth: the residual stream must not scale with depth (Depth-μP's coordinate check), the loss-vs-LR curve must not
+move along the LR axis with depth (LR transfer), and LR sensitivity may grow with depth only up to a bound."""
 
 from __future__ import annotations
 
