@@ -120,18 +120,13 @@ class DepthGrid:
 
 
 @dataclass(frozen=True)
-class DepthCoordGrid:
-    """Depth coordinate check (Depth-μP): one family per depth in ``depths``, each trained ``steps`` Adam steps at ``lr``
-    at each of ``widths`` over the tier's seeds. The residual stream the readout reads (input of the model's last
-    normalisation layer) is probed at steps 0..steps; its size may scale with depth by at most ``max_abs_slope``
-    (slope of log size on log depth, either sign) at every width and step."""
+class DepthCoordGrid(CoordCheckGrid):
+    """Depth coordinate check (Depth-μP): the coordinate-check grid run once per depth in ``depths``, at each of
+    ``widths`` (given, not the family's) over the tier's seeds. The residual stream the readout reads (input of the
+    model's last normalisation layer) is probed at steps 0..steps; its size may scale with depth by at most
+    ``max_abs_slope`` (slope of log size on log depth, either sign) at every width and step."""
 
     depths: tuple[int, ...]
-    widths: tuple[int, ...]
-    lr: float
-    steps: int
-    batch_size: int
-    max_abs_slope: float
 
 
 @dataclass(frozen=True)
