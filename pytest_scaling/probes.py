@@ -44,13 +44,15 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
     recorder = ProbeRecorder(module_names={id(m): n for n, m in model.named_modules()})
 
     def hook(module: nn.Module, args: tuple, output: object) -> None:
-        if isinstance(output, torch.Tensor) and output.numel():
-            name = recorder.module_names[id(module)]
+        name = recorder.module_names[id(module)]
+        if _leaf_with_params(module) and isinstance(output, torch.Tensor) and output.numel():
             recorder.activation_size[name] = float(output.detach().float().abs().mean())
-            if isinstance(module, NORM_TYPES) and isinstance(args[0], torch.Tensor):
-                recorder.norm_input_size[name] = float(args[0].detach().float().abs().mean())
+        if isinstance(module, NORM_TYPES) and args and isinstance(args[0], torch.Tensor) and args[0].numel():
+            recorder.norm_input_size[name] = float(args[0].detach().float().abs().mean())
 
-    handles = [m.register_forward_hook(hook) for _, m in model.named_modules() if _leaf_with_params(m)]
+    # Norm layers are hooked with or without a learned gain: the depth check reads the final one's input.
+    handles = [m.register_forward_hook(hook) for _, m in model.named_modules()
+               if _leaf_with_params(m) or isinstance(m, NORM_TYPES)]
     token = _ACTIVE.set(recorder)
     try:
         yield recorder

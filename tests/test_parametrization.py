@@ -131,6 +131,8 @@ def test_depth_lr_composes_with_per_layer_constants() -> None:
         with_depth_lr("mup", 0.0)
     with pytest.raises(ValueError, match="give one"):
         families.gpt(parametrization=None, residual_scale="depth-mup")
+    with pytest.raises(ValueError, match="base_depth must be >= 1"):
+        families.gpt(residual_scale="depth-mup", base_depth=0)
 
 
 def _output_slope(family: ModelFamily, lr: float, batch_size: int) -> np.ndarray:

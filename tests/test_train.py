@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pytest_scaling import families, tasks
 from pytest_scaling.family import ModelFamily
+from pytest_scaling.probes import probing
 from pytest_scaling.train import OptimizerSpec, TrainConfig, train_run
 
 TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
@@ -57,6 +59,16 @@ def test_probes_are_recorded_on_schedule() -> None:
     # The input of each norm layer: in this pre-LN model the residual stream each block and the readout read.
     assert set(result.probes["norm_input"]) == {"blocks.0.ln1", "blocks.0.ln2", "blocks.1.ln1", "blocks.1.ln2", "ln_f"}
     assert all(len(series) == 4 for kind in result.probes.values() for series in kind.values())
+
+
+def test_a_norm_without_a_learned_gain_still_reports_its_input() -> None:
+    """The depth check reads the final norm's input; a parameter-free LayerNorm has no output probe but that input."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 2))
+    with torch.no_grad(), probing(model) as recorder:
+        model(torch.ones(3, 4))
+        hidden = float(model[0](torch.ones(3, 4)).abs().mean())
+    assert set(recorder.activation_size) == {"0", "2"} and set(recorder.norm_input_size) == {"1"}
+    assert recorder.norm_input_size["1"] == pytest.approx(hidden)
 
 
 def test_trained_gpt_approaches_but_never_beats_the_markov_entropy() -> None:

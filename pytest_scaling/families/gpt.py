@@ -163,6 +163,8 @@ def gpt(
     scales the branches by 1/sqrt(L) and the hidden matrices' LR by (n_layers / base_depth)^-1/2."""
     task = task if task is not None else markov_language()
     require_input_kind(task, "tokens", "GPT")
+    if base_depth < 1:
+        raise ValueError(f"base_depth must be >= 1, got {base_depth}")
     if residual_scale == "depth-mup":
         if parametrization is None:
             raise ValueError("residual_scale='depth-mup' scales the LR of a parametrization; give one (e.g. 'mup')")
