@@ -42,17 +42,17 @@ def _leaf_with_params(module: nn.Module) -> bool:
 def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
     """Record probes for the forward passes inside the block."""
     recorder = ProbeRecorder(module_names={id(m): n for n, m in model.named_modules()})
+    leaves = {id(m) for m in model.modules() if _leaf_with_params(m)}
 
     def hook(module: nn.Module, args: tuple, output: object) -> None:
         name = recorder.module_names[id(module)]
-        if _leaf_with_params(module) and isinstance(output, torch.Tensor) and output.numel():
+        if id(module) in leaves and isinstance(output, torch.Tensor) and output.numel():
             recorder.activation_size[name] = float(output.detach().float().abs().mean())
         if isinstance(module, NORM_TYPES) and args and isinstance(args[0], torch.Tensor) and args[0].numel():
             recorder.norm_input_size[name] = float(args[0].detach().float().abs().mean())
 
     # Norm layers are hooked with or without a learned gain: the depth check reads the final one's input.
-    handles = [m.register_forward_hook(hook) for _, m in model.named_modules()
-               if _leaf_with_params(m) or isinstance(m, NORM_TYPES)]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in leaves or isinstance(m, NORM_TYPES)]
     token = _ACTIVE.set(recorder)
     try:
         yield recorder

@@ -3,6 +3,7 @@ not), and the residual stream grows with depth unless both Depth-μP rules are o
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import pytest
@@ -99,3 +100,13 @@ def test_depth_lr_transfer_holds_under_depth_mup_and_fails_with_sqrt_l_alone(ses
     assert "width 32: slope of the curve's shift" in message and "optimal LR falls as depth grows" in message
     record = session.records[-1]["values"]
     assert record["property"] == "depth_lr_transfer" and record["value"] < -0.18 and len(record["shift"]) == 2
+
+
+@pytest.mark.parametrize("depths, message", [((8, 2), "strictly increasing"), ((2,), "at least 2"),
+                                             ((2.0, 8.0), "must be integers")])
+def test_bad_depth_lists_are_named_before_any_training(session: ScalingSession, depths: tuple, message: str) -> None:
+    grid = dataclasses.replace(TIERS["cpu"].depth_coord, depths=depths)
+    trained = []
+    with pytest.raises(ValueError, match=message):
+        checks.depth_coord_check(session, lambda n_layers: trained.append(n_layers), grid)
+    assert trained == []

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from .. import metrics
+from .. import _validate, metrics
 from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
 from ..family import ModelFamily
 from ..probes import NORM_TYPES
@@ -17,6 +17,14 @@ from ..train import TrainConfig
 from ._records import json_losses
 from ._runs import require_finite_probes
 from .stability import stability_sweep
+
+
+def _families_by_depth(build_family: Callable[[int], ModelFamily], depths: tuple[int, ...]) -> list[ModelFamily]:
+    """One family per depth, after checking the depths (before anything trains): at least two, increasing."""
+    _validate.increasing("depths", depths)
+    if any(not isinstance(d, int) or isinstance(d, bool) for d in depths):
+        raise ValueError(f"depths must be integers (layer counts), got {list(depths)}")
+    return [build_family(n_layers) for n_layers in depths]
 
 
 def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
@@ -32,7 +40,7 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid: no bound on the growth of S with depth "
                     "held over seeds at its budget yet (benchmarks/RESULTS.md); pass grid=DepthGrid(...) to check your own")
-    families = [build_family(n_layers) for n_layers in grid.depths]
+    families = _families_by_depth(build_family, grid.depths)
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
@@ -77,7 +85,7 @@ def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
         pytest.skip(f"tier {scaling.tier.name!r} has no depth coordinate grid; pass grid=DepthCoordGrid(...)")
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("norm_input",))
-    families = [build_family(n_layers) for n_layers in grid.depths]
+    families = _families_by_depth(build_family, grid.depths)
     norms = [_top_norm(family, grid.widths[0]) for family in families]
     results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
     require_finite_probes((run for result in results for run in result.runs.values()), "norm_input",
@@ -106,7 +114,7 @@ def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
     grid = grid or scaling.tier.depth_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
-    families = [build_family(n_layers) for n_layers in grid.depths]
+    families = _families_by_depth(build_family, grid.depths)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, config=config) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
