@@ -24,9 +24,9 @@ from typing import Any, Callable
 import torch
 from tabulate import tabulate
 
-from pytest_scaling import checks, families, tasks
+from pytest_scaling import checks, families
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, DepthGrid, StabilityGrid
+from pytest_scaling.tiers import TIERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scaling_tests"))
 from test_depth import gpt_at_depth  # noqa: E402  (the suite's own depth family)
@@ -41,18 +41,6 @@ def _mlp():
     return families.mlp(parametrization="mup")
 
 
-def _sqrt_l_gpt_small(n_layers: int):
-    """The family the depth-sensitivity grid was tried on: muP GPT, qk-layernorm, z-loss 1e-4, 1/√L branches, vocab 32."""
-    return families.gpt(parametrization="mup", qk_layernorm=True, z_loss=1e-4, n_layers=n_layers, residual_scale="1/sqrt(L)",
-                        task=tasks.markov_language(vocab=32, seq_len=16), name=f"gpt-L{n_layers}-mup-qkln-z0.0001-sqrtL")
-
-
-#: The depth grid tried for the cpu tier; it is in no tier, since the clean family failed it on 2 of 5 replicates.
-DEPTH_TRIED = DepthGrid(depths=(2, 8), max_growth_per_doubling=0.03,
-                        sweep=StabilityGrid(widths=(16, 64), lrs=tuple(10.0 ** (e / 2) for e in range(-5, 0)), steps=100,
-                                            batch_size=16, warmup=20, probe_every=20, max_sensitivity=0.1,
-                                            attention_logit_cap=1e3, log_z_cap=20.0, stacking="none", seeds=1))
-
 #: name -> (call on a session, what the recorded value means); every value is ideally 0, larger is worse
 CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "coord_check[gpt]": (lambda s: checks.coord_check(s, _gpt()), "max growth slope"),
@@ -62,7 +50,7 @@ CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "power_law[mlp]": (lambda s: checks.power_law(s, _mlp()), "1 − R² (log)"),
     "extrapolation[mlp]": (lambda s: checks.extrapolates(s, _mlp()), "max relative error"),
     "lr_sensitivity[gpt]": (lambda s: checks.lr_sensitivity(s, _gpt()), "max S over widths"),
-    "depth[gpt]": (lambda s: checks.depth(s, _sqrt_l_gpt_small, DEPTH_TRIED), "growth of S per doubling of depth"),
+    "depth[gpt]": (lambda s: checks.depth(s, gpt_at_depth), "max growth of S per doubling of depth"),
     "depth_coord_check[gpt]": (lambda s: checks.depth_coord_check(s, gpt_at_depth), "max |slope| on log depth"),
     "depth_lr_transfer[gpt]": (lambda s: checks.depth_lr_transfer(s, gpt_at_depth), "|slope| of the curve's shift"),
     "no_logit_divergence[gpt]": (lambda s: checks.no_logit_divergence(s, _gpt()), "max attention logit"),

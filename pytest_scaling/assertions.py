@@ -317,7 +317,7 @@ def assert_depth_sensitivity(sensitivity: SensitivityResult, optimum: TransferRe
     slope = "—" if optimum.slope is None else f"{optimum.slope:.3f}"
     facts = [f"width {_num(width)}: S grows {growth:.4g} per doubling of depth; threshold ≤ {max_growth_per_doubling}",
              f"slope of log2 η* on log2 depth: {slope}"]
-    hint = ("deep stacks lose the high LRs: scale each residual branch by 1/√L (depth-μP; "
-            "families.gpt(residual_scale='1/sqrt(L)')) and look at the loss-vs-LR curves of the deepest model")
+    hint = ("deep stacks lose the high LRs: scale each residual branch by 1/√L and the blocks' LR by L^-1/2 (Depth-μP; "
+            "families.gpt(residual_scale='depth-mup')) and look at the loss-vs-LR curves of the deepest model")
     _fail("depth check failed: LR sensitivity grows with depth", ["depth", "S", "η* (log2, mean)", "η* (log2) per seed"],
           rows, facts, hint)

@@ -1,10 +1,8 @@
 """Depth (built-in GPT under Depth-μP): the residual stream keeps its size as depth grows, the loss-vs-LR curve stays
-put, and LR sensitivity may grow only slowly with depth.
+put, and LR sensitivity does not grow with depth.
 
-The coordinate check runs in the cpu and gpu tiers, LR transfer across depth in the cpu tier. The sensitivity check
-skips in every tier for now: on the CPU grid tried, the clean family failed its bound on 2 of 5 seeds
-(benchmarks/RESULTS.md, "Depth"). The checks and their controls (plain and 1/√L-only residuals) live in the library
-and tests/."""
+All three run in the cpu and gpu tiers (the gpu tier reuses the cpu tier's transfer and sensitivity grids over more
+seeds). The checks and their controls (plain and 1/√L-only residuals) live in the library and tests/."""
 
 from __future__ import annotations
 

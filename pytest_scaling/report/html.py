@@ -333,7 +333,7 @@ def _plot_epsilon_headroom(axes: Axes, record: dict[str, Any]) -> None:
 
 
 def _plot_depth_sensitivity(axes: Axes, record: dict[str, Any]) -> None:
-    """LR sensitivity S against depth, one line per width (the widest is the asserted one)."""
+    """LR sensitivity S against depth, one line per width (each is asserted)."""
     data = record["data"]
     for width, colour, values in zip(data["widths"], _colours(len(data["widths"])), data["sensitivity"]):
         axes.plot(data["depths"], _floats(values), "o-", color=colour, label=f"width {width}")
