@@ -30,7 +30,7 @@ from pytest_scaling.tiers import TIERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scaling_tests"))
 from test_depth import gpt_at_depth  # noqa: E402  (the suite's own depth family)
-from test_gpt import stable_gpt  # noqa: E402  (the suite's own stable GPT)
+from test_gpt import stable_gpt, transfer_gpt  # noqa: E402  (the suite's own GPTs)
 
 
 def _gpt():
@@ -46,6 +46,7 @@ CHECKS: dict[str, tuple[Callable[[ScalingSession], Any], str]] = {
     "coord_check[gpt]": (lambda s: checks.coord_check(s, _gpt()), "max growth slope"),
     "coord_check[mlp]": (lambda s: checks.coord_check(s, _mlp()), "max growth slope"),
     "lr_transfer[mlp]": (lambda s: checks.lr_transfer(s, _mlp()), "slope of log2 eta* (|.|)"),
+    "lr_curve_transfer[gpt]": (lambda s: checks.lr_curve_transfer(s, transfer_gpt()), "|slope| of the curve's shift"),
     "wider_is_better[mlp]": (lambda s: checks.wider_is_better(s, _mlp()), "max relative loss rise"),
     "power_law[mlp]": (lambda s: checks.power_law(s, _mlp()), "1 − R² (log)"),
     "extrapolation[mlp]": (lambda s: checks.extrapolates(s, _mlp()), "max relative error"),
@@ -71,7 +72,7 @@ def _value(name: str, record: dict[str, Any]) -> float:
         series, _, field = _LOGIT_SERIES[name]
         return max(math.inf if v is None else v for k, v in record[field].items() if k.endswith(series))
     value = record["value"]
-    return abs(value) if name.startswith(("lr_transfer", "depth_lr_transfer")) else value
+    return abs(value) if name.startswith(("lr_transfer", "lr_curve_transfer", "depth_lr_transfer")) else value
 
 
 def _threshold(name: str, record: dict[str, Any]) -> float:

@@ -122,21 +122,38 @@ def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float =
     _fail("depth coordinate check failed: the residual stream scales with depth", headers, rows, facts, hint)
 
 
+def _assert_curve_transfer(result: CurveShiftResult, *, size_name: str, context: str, max_abs_slope: float,
+                           hint_falls: str, hint_rises: str) -> CurveShiftResult:
+    """|slope of the loss-vs-LR curve's log2-LR shift on log2 size| ≤ max_abs_slope, with a table of the shifts."""
+    if abs(result.slope) <= max_abs_slope:
+        return result
+    rows = [[_num(size), f"{mean:+.2f}", ", ".join(f"{v:+.2f}" for v in per_seed)]
+            for size, mean, per_seed in zip(result.sizes, result.mean_shift, result.shift)]
+    facts = [f"{context}slope of the curve's shift (log2 LR) on log2 {size_name} {result.slope:+.3f}; "
+             f"threshold |slope| ≤ {max_abs_slope}"]
+    _fail(f"LR transfer across {size_name} failed: the loss-vs-LR curve moves with {size_name}",
+          [size_name, "shift (log2 LR, mean)", "shift per seed"], rows, facts,
+          hint_falls if result.slope < 0 else hint_rises)
+
+
+def assert_lr_curve_transfer(result: CurveShiftResult, *, max_abs_slope: float) -> CurveShiftResult:
+    """The loss-vs-LR curve must not move along the LR axis with width: |slope of its log2-LR shift on log2 width| ≤
+    max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat."""
+    return _assert_curve_transfer(
+        result, size_name="width", context="", max_abs_slope=max_abs_slope,
+        hint_falls="the optimal LR falls as width grows: train under μP (hidden and readout LR × 1/m, readout init "
+                   "≤ 1/width), and at small widths start the readout at zero (families.gpt(zero_readout=True))",
+        hint_rises="the optimal LR rises as width grows: is a layer's LR or init scaled down twice?")
+
+
 def assert_depth_lr_transfer(result: CurveShiftResult, *, width: float, max_abs_slope: float) -> CurveShiftResult:
     """The loss-vs-LR curve must not move along the LR axis with depth: |slope of its log2-LR shift on log2 depth| ≤
     max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat."""
-    if abs(result.slope) <= max_abs_slope:
-        return result
-    rows = [[_num(depth), f"{mean:+.2f}", ", ".join(f"{v:+.2f}" for v in per_seed)]
-            for depth, mean, per_seed in zip(result.sizes, result.mean_shift, result.shift)]
-    facts = [f"width {_num(width)}: slope of the curve's shift (log2 LR) on log2 depth {result.slope:+.3f}; "
-             f"threshold |slope| ≤ {max_abs_slope}"]
-    hint = ("the optimal LR falls as depth grows (the blocks' updates add up): scale the blocks' LR by "
-            "(L / L_base)^-1/2 with 1/√L branches (Depth-μP: families.gpt(residual_scale='depth-mup'))"
-            if result.slope < 0 else
-            "the optimal LR rises as depth grows: is the blocks' LR or their branch multiplier scaled down twice?")
-    _fail("depth LR transfer failed: the loss-vs-LR curve moves with depth",
-          ["depth", "shift (log2 LR, mean)", "shift per seed"], rows, facts, hint)
+    return _assert_curve_transfer(
+        result, size_name="depth", context=f"width {_num(width)}: ", max_abs_slope=max_abs_slope,
+        hint_falls="the optimal LR falls as depth grows (the blocks' updates add up): scale the blocks' LR by "
+                   "(L / L_base)^-1/2 with 1/√L branches (Depth-μP: families.gpt(residual_scale='depth-mup'))",
+        hint_rises="the optimal LR rises as depth grows: is the blocks' LR or their branch multiplier scaled down twice?")
 
 
 def _fit_summary(fit: PowerLawFit) -> str:

@@ -115,6 +115,15 @@ def with_depth_lr(parametrization: str | Parametrization, depth_multiplier: floa
     return dataclasses.replace(p, name=f"{p.name}-depth{depth_multiplier:g}", lr_scale=scale)
 
 
+def with_zero_readout(parametrization: str | Parametrization) -> Parametrization:
+    """The parametrization with its output matrices initialised at zero (Tensor Programs V's practice for μP). Table 3's
+    random readout (variance 1/fan_in²) vanishes only in the limit; at the small widths a CPU affords, the low-LR flank
+    of the GPT's loss-vs-LR curve then moves with width (benchmarks/RESULTS.md, "GPT LR transfer"). At zero, every
+    width starts from the same uniform prediction."""
+    p = get_parametrization(parametrization)
+    return dataclasses.replace(p, name=f"{p.name}-zero-readout", zero_readout=True)
+
+
 class _InputScale(nn.Module):
     """Forward pre-hook: scaling a Linear's input by k is exactly scaling its weight by k."""
 

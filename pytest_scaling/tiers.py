@@ -130,17 +130,26 @@ class DepthCoordGrid(CoordCheckGrid):
 
 
 @dataclass(frozen=True)
-class DepthTransferGrid:
-    """LR transfer across depth: one family per depth in ``depths``, each swept over ``widths`` x ``lrs`` x the tier's
-    seeds (constant LR, Adam). At the widest width the seed-mean shift of the loss-vs-LR curve from the shallowest
-    depth's (log2 LR, ``metrics.curve_shift``) may change by at most ``max_abs_slope`` per doubling of depth."""
+class CurveTransferGrid:
+    """LR transfer read off the whole loss-vs-LR curve: ``widths`` x ``lrs`` x the first ``seeds`` of the session's
+    seeds (all if None; constant LR, Adam). The seed-mean shift of each width's curve from the first width's (log2 LR,
+    ``metrics.curve_shift``) may change by at most ``max_abs_slope`` per doubling of width. For families whose curves
+    have flat tops, where η* is noise."""
 
-    depths: tuple[int, ...]
     widths: tuple[int, ...]
     lrs: tuple[float, ...]
     steps: int
     batch_size: int
     max_abs_slope: float
+    seeds: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DepthTransferGrid(CurveTransferGrid):
+    """LR transfer across depth: the curve-transfer grid run once per depth in ``depths``; at the widest width the
+    curve's shift from the shallowest depth's may change by at most ``max_abs_slope`` per doubling of depth."""
+
+    depths: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -157,10 +166,16 @@ class Tier:
     stability: StabilityGrid
     adam_epsilon: EpsilonGrid
     power_law: PowerLawGrid
+    curve_transfer: CurveTransferGrid | None = None  # None: the curve-transfer check skips
     depth: DepthGrid | None = None  # None: the depth-sensitivity check skips
     depth_coord: DepthCoordGrid | None = None  # None: the depth coordinate check skips
     depth_transfer: DepthTransferGrid | None = None  # None: the depth LR-transfer check skips
 
+
+# Calibrated over 10 seeds (benchmarks/RESULTS.md, "GPT LR transfer"): the μP GPT with a zero readout, base width 32,
+# reads -0.105 to -0.125 per seed (std 0.008), SP -1.3: one seed holds the bound with 15σ to spare.
+CPU_CURVE_TRANSFER = CurveTransferGrid(widths=(32, 64, 128), lrs=_log2_grid(-11, -4), steps=100, batch_size=32,
+                                       max_abs_slope=0.25, seeds=1)
 
 # Calibrated over 10 seeds (benchmarks/RESULTS.md, "LR transfer across depth"); width 32 is asserted, 16 recorded.
 # The bound sits between Depth-μP's worst seed (+0.07) and 1/√L-only's best (-0.20).
@@ -198,13 +213,14 @@ TIERS: dict[str, Tier] = {
             # Calibrated over 5 seeds with the other cpu grids (benchmarks/calibrate.py, RESULTS.md "Threshold calibration").
             stability=StabilityGrid(widths=(64, 128), lrs=_log10_grid(-3, -0.5), steps=250, batch_size=32, warmup=25,
                                     probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0,
-                                    max_log_z_drift=3.0, stacking="none", seeds=1),
+                                    max_log_z_drift=3.0, seeds=1),
             # Calibrated over 5 seeds (benchmarks/RESULTS.md, "Adam epsilon").
             adam_epsilon=EpsilonGrid(widths=(64, 128), lrs=(1e-3, 1e-2), steps=100, batch_size=32, probe_every=10,
                                      max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
             # The transfer grid's config and LRs, so the widths both use train once.
             power_law=PowerLawGrid(widths=(32, 64, 128, 256, 512), lrs=_log2_grid(-14, -4), steps=300, batch_size=128,
                                    min_r2=0.98, holdout=1, max_rel_error=0.01),
+            curve_transfer=CPU_CURVE_TRANSFER,
             depth=CPU_DEPTH,
             depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16), widths=(32, 64), lr=3e-2, steps=4, batch_size=32,
                                        max_abs_slope=0.2),
@@ -222,8 +238,10 @@ TIERS: dict[str, Tier] = {
                                      probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
             power_law=PowerLawGrid(widths=(64, 128, 256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000,
                                    batch_size=256, min_r2=0.98, holdout=1, max_rel_error=0.01),
-            # Depth sensitivity and LR transfer: the cpu tier's grids over the gpu tier's 3 seeds, since no wider ones have
-            # been calibrated (no GPU yet). The coordinate grid is wider, calibrated on a CPU (RESULTS.md, "Depth-μP").
+            # GPT curve transfer, depth sensitivity and depth LR transfer: the cpu tier's grids over the gpu tier's 3
+            # seeds, since no wider ones have been calibrated (no GPU yet). The depth coordinate grid is wider,
+            # calibrated on a CPU (RESULTS.md, "Depth-μP").
+            curve_transfer=CPU_CURVE_TRANSFER,
             depth=CPU_DEPTH,
             depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16, 32), widths=(128, 256), lr=3e-2, steps=5, batch_size=64,
                                        max_abs_slope=0.2),

@@ -1,4 +1,5 @@
-"""GPT stability properties (Wortsman et al.): LR sensitivity, qk-layernorm's effect on it, and no logit divergence."""
+"""GPT properties: LR transfer across width under μP, and stability (Wortsman et al.): LR sensitivity, qk-layernorm's
+effect on it, and no logit divergence."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ Z_LOSS = 1e-2
 def stable_gpt(qk_layernorm: bool = True) -> ModelFamily:
     """muP GPT with qk-layernorm and z-loss: the stable recipe (``qk_layernorm=False`` for the comparison)."""
     return families.gpt(parametrization="mup", qk_layernorm=qk_layernorm, z_loss=Z_LOSS)
+
+
+def transfer_gpt() -> ModelFamily:
+    """The μP GPT the transfer test sweeps: qk-layernorm, readout initialised at zero (with Table 3's random readout the
+    curve's low-LR flank moves with width at these sizes; benchmarks/RESULTS.md, "GPT LR transfer"), base width 32,
+    the grid's narrowest. The transfer recipe: Adam at a constant LR, no z-loss."""
+    return families.gpt(parametrization="mup", qk_layernorm=True, zero_readout=True, base_width=32)
+
+
+@pytest.mark.scaling(property="lr_curve_transfer")
+def test_lr_transfer_builtin_gpt(scaling):
+    checks.lr_curve_transfer(scaling, transfer_gpt())
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,7 @@ def test_depth_lr_transfer_holds_under_depth_mup_and_fails_with_sqrt_l_alone(ses
     grid = TIERS["cpu"].depth_transfer
     result = checks.depth_lr_transfer(session, depth_scaled_gpt("depth-mup"), grid)
     assert abs(result.slope) <= 0.1 and result.shift.shape == (2, 1)
-    with pytest.raises(AssertionError, match="depth LR transfer failed") as raised:
+    with pytest.raises(AssertionError, match="LR transfer across depth failed") as raised:
         checks.depth_lr_transfer(session, depth_scaled_gpt("1/sqrt(L)"), grid)
     message = str(raised.value)
     assert "width 32: slope of the curve's shift" in message and "optimal LR falls as depth grows" in message

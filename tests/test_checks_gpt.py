@@ -1,4 +1,5 @@
-"""The GPT logit-stability check passes with qk-layernorm and fails, with its evidence, without it."""
+"""GPT checks: logit stability passes with qk-layernorm and fails, with its evidence, without it; LR transfer across
+width fails under SP; the zero-readout option."""
 
 from __future__ import annotations
 
@@ -27,3 +28,30 @@ def test_attention_logits_diverge_at_high_lr_without_qk_layernorm(session: Scali
     failing = str(failure.value).split("failing:")[1]
     assert "lr=0.316 seed=0 attention logit" in failing and "|log Z|" not in failing
     assert [r["values"]["property"] for r in session.records] == ["no_logit_divergence"] * 2
+
+
+# The cpu tier's grid (widths 32-128, LRs 2^-11..2^-4, 100 steps of Adam at a constant LR), seed 0. Measured slope of
+# the loss-vs-LR curve's shift on log2 width: SP -1.31 and -1.32 (seeds 0 and 1; the optimum falls an octave and more
+# per doubling), μP with a zero readout -0.105 to -0.125 (seeds 0-9). The tier's bound is 0.25.
+def test_gpt_lr_transfer_fails_under_sp(one_thread_session: ScalingSession) -> None:
+    sp = families.gpt(parametrization="sp", qk_layernorm=True, base_width=32)
+    with pytest.raises(AssertionError, match="LR transfer across width failed") as failure:
+        checks.lr_curve_transfer(one_thread_session, sp, TIERS["cpu"].curve_transfer)
+    message = str(failure.value)
+    assert "the optimal LR falls as width grows" in message and "threshold |slope| ≤ 0.25" in message
+    record = one_thread_session.records[-1]["values"]
+    assert record["property"] == "lr_curve_transfer" and record["value"] < -1.0 and len(record["shift"]) == 3
+
+
+def test_a_tier_without_a_curve_transfer_grid_skips(session: ScalingSession) -> None:
+    with pytest.raises(pytest.skip.Exception, match="has no curve-transfer grid"):
+        checks.lr_curve_transfer(session, families.gpt())
+
+
+def test_zero_readout_starts_the_readout_at_zero_and_refuses_a_tied_one() -> None:
+    family = families.gpt(parametrization="mup", zero_readout=True)
+    model, _ = family.instantiate(128, 0)
+    assert family.name == "gpt-L2-mup-zero-readout" and not model.lm_head.weight.detach().any()
+    assert model.blocks[0].fc.weight.detach().any()
+    with pytest.raises(ValueError, match="zero_readout needs a parametrization"):
+        families.gpt(parametrization="mup", zero_readout=True, tie_embeddings=True)

@@ -117,7 +117,8 @@ def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
         pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
     families = _families_by_depth(build_family, grid.depths)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
-    results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, config=config) for family in families]
+    results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds], config=config)
+               for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
     shifts = [metrics.lr_curve_shift(grid.depths, grid.lrs, tables[:, w], initial_loss=initial[:, w])

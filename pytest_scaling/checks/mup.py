@@ -1,15 +1,17 @@
-"""muP's properties: coordinate check, LR transfer across widths, wider is better at a fixed LR."""
+"""muP's properties: coordinate check, LR transfer across widths (by η* or by the whole loss-vs-LR curve), wider is
+better at a fixed LR."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pytest
 
 from .. import metrics
-from ..assertions import assert_coord_check, assert_lr_transfer, assert_wider_is_better
+from ..assertions import assert_coord_check, assert_lr_curve_transfer, assert_lr_transfer, assert_wider_is_better
 from ..family import ModelFamily
-from ..tiers import CoordCheckGrid, TransferGrid
+from ..tiers import CoordCheckGrid, CurveTransferGrid, TransferGrid
 from ..train import TrainConfig
 from ._records import json_losses
 from ._runs import require_finite_probes
@@ -58,6 +60,24 @@ def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = N
                    widths=list(result.widths), lrs=list(result.lrs), mean_log2_lr=transfer.mean_log2_lr.tolist(),
                    losses=json_losses(result.loss_table()))
     return assert_lr_transfer(transfer, max_abs_slope=grid.max_abs_slope)
+
+
+def lr_curve_transfer(scaling: Any, family: ModelFamily,
+                      grid: CurveTransferGrid | None = None) -> metrics.CurveShiftResult:
+    """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
+    curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
+    budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
+    grid = grid or scaling.tier.curve_transfer
+    if grid is None:
+        pytest.skip(f"tier {scaling.tier.name!r} has no curve-transfer grid; pass grid=CurveTransferGrid(...)")
+    result = scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+                           config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
+    table = result.loss_table()
+    shift = metrics.lr_curve_shift(result.widths, result.lrs, table, initial_loss=result.initial_losses())
+    scaling.record(f"lr_curve_transfer[{family.name}]", property="lr_curve_transfer", family=family.name,
+                   value=shift.slope, threshold=grid.max_abs_slope, widths=list(result.widths), lrs=list(result.lrs),
+                   shift=shift.mean_shift.tolist(), losses=json_losses(table))
+    return assert_lr_curve_transfer(shift, max_abs_slope=grid.max_abs_slope)
 
 
 def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..family import ModelFamily
-from ..parametrization import Parametrization, with_depth_lr
+from ..parametrization import Parametrization, with_depth_lr, with_zero_readout
 from ._common import parametrization_label, require_input_kind
 from ..probes import record_attention_logits
 from ..tasks import Task, markov_language
@@ -156,15 +156,22 @@ def gpt(
     tie_embeddings: bool = False,
     residual_scale: ResidualScale | None = None,
     base_depth: int = 2,
+    zero_readout: bool = False,
     name: str | None = None,
 ) -> ModelFamily:
     """A GPT family on ``task`` (default: a sparse Markov language). ``attn_scale`` defaults to
     1/d under muP-type parametrizations and 1/sqrt(d) otherwise. ``residual_scale="depth-mup"``
-    scales the branches by 1/sqrt(L) and the hidden matrices' LR by (n_layers / base_depth)^-1/2."""
+    scales the branches by 1/sqrt(L) and the hidden matrices' LR by (n_layers / base_depth)^-1/2.
+    ``zero_readout`` initialises the readout at zero (``parametrization.with_zero_readout``)."""
     task = task if task is not None else markov_language()
     require_input_kind(task, "tokens", "GPT")
     if base_depth < 1:
         raise ValueError(f"base_depth must be >= 1, got {base_depth}")
+    if zero_readout:
+        if parametrization is None or tie_embeddings:
+            raise ValueError("zero_readout needs a parametrization (e.g. 'mup') and an untied readout: a tied one is "
+                             "the token embedding, which cannot start at zero")
+        parametrization = with_zero_readout(parametrization)
     if residual_scale == "depth-mup":
         if parametrization is None:
             raise ValueError("residual_scale='depth-mup' scales the LR of a parametrization; give one (e.g. 'mup')")

@@ -380,6 +380,7 @@ def _plot_value(axes: Axes, record: dict[str, Any]) -> None:
 #: Per property, the panels drawn and the data keys each needs.
 FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
     "lr_transfer": ((_plot_lr_transfer, ("widths", "lrs", "losses")), (_plot_optimal_lr, ("widths", "mean_log2_lr"))),
+    "lr_curve_transfer": ((_plot_lr_transfer, ("widths", "lrs", "losses")),),
     "coord_check": ((_plot_coord_check, ("layers", "slopes")),),
     "wider_is_better": ((_plot_width_losses, ("widths", "losses")),),
     "power_law": ((_plot_power_law, ("sizes", "losses", "seed_std", "fit")),),
