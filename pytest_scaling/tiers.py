@@ -238,8 +238,8 @@ TIERS: dict[str, Tier] = {
                                      probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
             power_law=PowerLawGrid(widths=(64, 128, 256, 512, 1024, 2048), lrs=_log2_grid(-16, -4), steps=1000,
                                    batch_size=256, min_r2=0.98, holdout=1, max_rel_error=0.01),
-            # GPT curve transfer, depth sensitivity and depth LR transfer: the cpu tier's grids over the gpu tier's 3
-            # seeds, since no wider ones have been calibrated (no GPU yet). The depth coordinate grid is wider,
+            # GPT curve transfer, depth sensitivity and depth LR transfer: the cpu tier's grids (the last two over the gpu
+            # tier's 3 seeds), since no wider ones have been calibrated (no GPU yet). The depth coordinate grid is wider,
             # calibrated on a CPU (RESULTS.md, "Depth-μP").
             curve_transfer=CPU_CURVE_TRANSFER,
             depth=CPU_DEPTH,
