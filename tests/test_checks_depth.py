@@ -14,6 +14,7 @@ from pytest_scaling.family import ModelFamily
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS
 
+
 @pytest.fixture(scope="module")
 def session(one_thread_session: ScalingSession) -> ScalingSession:
     return one_thread_session
