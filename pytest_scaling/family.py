@@ -164,7 +164,8 @@ class ModelFamily:
     re-initialise and set per-layer LRs; ``None`` trains the model exactly as written, with
     ``optimizer(model, lr)`` if given (the user's own param groups), else one global LR.
     ``loss(logits, targets)`` replaces the training objective (the recorded loss is always
-    cross-entropy, so runs stay comparable).
+    cross-entropy, so runs stay comparable). ``at_depth(n_layers)``, if given, returns the family at
+    that depth (its own ``at_depth`` included) and enables the depth properties.
     """
 
     name: str
@@ -176,10 +177,13 @@ class ModelFamily:
     optimizer: Callable[[nn.Module, float], torch.optim.Optimizer] | None = None
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     role_overrides: Mapping[str, Role] = field(default_factory=dict)
+    at_depth: "Callable[[int], ModelFamily] | None" = None
 
     def __post_init__(self) -> None:
         if not callable(self.build):
             raise TypeError(f"ModelFamily {self.name!r}: build must be callable build(width) -> nn.Module")
+        if self.at_depth is not None and not callable(self.at_depth):
+            raise TypeError(f"ModelFamily {self.name!r}: at_depth must be callable at_depth(n_layers) -> ModelFamily")
         if not isinstance(self.base_width, int) or self.base_width <= 0:
             raise ValueError(f"ModelFamily {self.name!r}: base_width must be a positive int, got {self.base_width!r}")
         object.__setattr__(self, "widths", tuple(self.widths))
