@@ -59,21 +59,25 @@ def readout_ratio(model: zoo.ZooGPT) -> float:
     return float(ratio.flatten()[0])
 
 
-def attention_scales(model: zoo.ZooGPT, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The attention scale of each SDPA call in one forward pass (SDPA's default 1/sqrt(d_head) where none is passed)."""
-    scales: list[float] = []
+def sdpa_calls(model: zoo.ZooGPT, monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    """(q, k, attention scale) of each SDPA call in one forward pass (scale 1/sqrt(d_head), SDPA's default, if none)."""
+    calls: list[tuple[torch.Tensor, torch.Tensor, float]] = []
     sdpa = F.scaled_dot_product_attention
 
     def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         scale = kwargs.get("scale")
-        scales.append(q.shape[-1] ** -0.5 if scale is None else scale)
+        calls.append((q, k, q.shape[-1] ** -0.5 if scale is None else scale))
         return sdpa(q, k, v, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(F, "scaled_dot_product_attention", spy)
         with torch.no_grad():
             model(tokens())
-    return scales
+    return calls
+
+
+def attention_scales(model: zoo.ZooGPT, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    return [scale for _, _, scale in sdpa_calls(model, monkeypatch)]
 
 
 def branch_multiplier(model: zoo.ZooGPT) -> float:
@@ -207,19 +211,42 @@ def test_hidden_lr_is_lr_over_m_times_the_depth_factor(n_layers: int, depth_fact
         model = build(variant, n_layers=n_layers)
         optimizer = zoo.ZooGPT.configure_optimizer(model, LR)
         for block in model.blocks:
-            for matrix in (block.attn.query, block.attn.key, block.attn.value, block.attn.out, block.mlp.up, block.mlp.down):
+            attn, mlp = block.attn, block.mlp
+            for matrix in (attn.query, attn.key, attn.value, attn.out, mlp.up, mlp.down):
                 assert group_of(optimizer, matrix.weight)["lr"] == pytest.approx(expected), variant
         for param in (model.tok_embed.weight, model.pos_embed.weight, model.readout.weight,
                       model.final_norm.weight, model.blocks[0].attn.q_norm.weight):
             assert group_of(optimizer, param)["lr"] == LR, variant
 
 
-def test_qk_layernorm_normalises_q_and_k_per_head() -> None:
+def test_qk_layernorm_normalises_q_and_k_per_head(monkeypatch: pytest.MonkeyPatch) -> None:
     attn = build(None).blocks[0].attn
     assert isinstance(attn.q_norm, zoo.RMSNorm) and isinstance(attn.k_norm, zoo.RMSNorm)
     assert attn.q_norm.weight.shape == attn.k_norm.weight.shape == (WIDE // zoo.N_HEADS,)
     plain = build("no_qk_layernorm").blocks[0].attn
     assert isinstance(plain.q_norm, torch.nn.Identity) and isinstance(plain.k_norm, torch.nn.Identity)
+    for variant, normalised in [(None, True), ("no_qk_layernorm", False)]:
+        model = build(variant)
+        with torch.no_grad():
+            for block in model.blocks:  # a nonzero query, so q has a size to normalise
+                block.attn.query.weight.copy_(block.attn.key.weight)
+        for q, k, _ in sdpa_calls(model, monkeypatch):
+            for x in (q, k):  # [batch, head, position, d_head]: unit RMS per head and position
+                assert torch.allclose(x.pow(2).mean(-1), torch.ones(()), atol=1e-4) == normalised, variant
+
+
+def test_attention_is_causal() -> None:
+    model = build(None, 64, n_layers=2)
+    with torch.no_grad():
+        model.readout.weight.normal_(generator=torch.Generator().manual_seed(2))
+        for block in model.blocks:
+            block.attn.query.weight.copy_(block.attn.key.weight)
+        x = tokens()
+        changed = x.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % zoo.VOCAB
+        before, after = model(x), model(changed)
+    assert torch.equal(before[:, :-1], after[:, :-1]), "a later token changes no earlier logit"
+    assert not torch.equal(before[:, -1], after[:, -1])
 
 
 def test_rms_norm_gives_unit_rms_times_its_gain() -> None:
