@@ -34,7 +34,7 @@ WEIGHT_DECAY_PER_STEP = 1e-4
 WEIGHT_DECAY_COUPLED = 0.1
 """torch AdamW's usual ``weight_decay``: a shrink of LR x 0.1 per step, equal to the independent one at LR 1e-3."""
 Z_LOSS = 1e-2
-"""z-loss weight. PaLM's 1e-4 does not act within the suite's few hundred steps; 1e-2 does."""
+"""z-loss weight: 1e-2 rather than PaLM's 1e-4, a weight meant for runs far longer than the suite's few hundred steps."""
 NORM_EPS = 1e-6
 
 
