@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "ModelFamily": "family",
+    "ScalingSuite": "suite",
+    "PROPERTIES": "properties",
     "Parametrization": "parametrization",
     "PARAMETRIZATIONS": "parametrization",
     "AdamW": "optim",
@@ -37,7 +39,8 @@ _PUBLIC = {
     "assert_wider_is_better": "assertions",
     "assert_adam_epsilon": "assertions",
 }
-_SUBMODULES = ("families", "tasks", "parametrization", "fit", "metrics", "assertions", "train", "optim")
+_SUBMODULES = ("families", "tasks", "parametrization", "fit", "metrics", "assertions", "train", "optim", "checks",
+               "properties")
 
 __all__ = sorted(_PUBLIC) + list(_SUBMODULES)
 

@@ -1,42 +1,68 @@
-"""Baselines: save a report's metrics with their noise bands, and compare a new report against them.
+"""Baselines: save a report's metrics with their measured seed noise, and judge a new report against them.
 
-The rule for "worse", in one place: every property the suite records has a value that is a slope,
-a sensitivity or an error, ideally zero, so a larger ``|value|`` is worse. A metric *regressed* when
-``|new| > |base| + band`` and *improved* when ``|new| < |base| - band``.
+What "worse" means comes from the property registry (``pytest_scaling.properties``): for a ``higher`` property
+the change is ``new − base``, for a ``higher_abs`` one ``|new| − |base|``. The change is divided by the noise of
+the difference, ``σ = √(σ_base² + σ_new²)``, where each σ is the standard error of that run's value measured from
+its per-seed values (``seed_noise``), floored at ``RESOLUTION`` of the property's threshold: one seed measures no
+noise, and two seeds can agree by chance. A record whose test passed is *regressed* when ``z = change / σ >
+Z_FLAG`` and *improved* when ``z < −Z_FLAG``; a change inside the seed noise never flags.
 
-The noise band of a metric is the half-width of its recorded CI when it has one, else
-``max(DEFAULT_RELATIVE_BAND * |value|, DEFAULT_ABSOLUTE_BAND)``.
-
-Only records whose test passed are saved; a baseline compares with records of the same name,
-and only when its tier and device are this run's (otherwise nothing is comparable).
+Only records whose test passed are saved; a baseline compares with records of the same name, and only when its
+tier and device are this run's (otherwise nothing is comparable).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_scaling.report.model import SCHEMA_VERSION, ci_bounds, is_number
+from pytest_scaling.properties import worse_of
+from pytest_scaling.report.model import SCHEMA_VERSION, is_number
 
-DEFAULT_RELATIVE_BAND = 0.1
-DEFAULT_ABSOLUTE_BAND = 1e-3
+#: A change is flagged when it exceeds this many standard deviations of the seed noise of the difference.
+Z_FLAG = 3.0
+#: The noise floor, as a fraction of the property's threshold: the smallest change the suite resolves.
+RESOLUTION = 0.02
+#: The noise floor of a record without a numeric threshold.
+ABSOLUTE_FLOOR = 1e-3
 COMPARABLE_ON: tuple[str, ...] = ("tier", "device")
 VERDICTS: tuple[str, ...] = ("regressed", "improved")
 
 
-def noise_band(value: float, ci: Any) -> float:
-    """The band within which a metric's change counts as noise (see the module docstring)."""
-    bounds = ci_bounds(ci)
-    if bounds is not None:
-        return abs(bounds[1] - bounds[0]) / 2
-    return max(DEFAULT_RELATIVE_BAND * abs(value), DEFAULT_ABSOLUTE_BAND)
+def noise_floor(threshold: Any) -> float:
+    """The smallest noise a value is credited with: RESOLUTION of |threshold|, or ABSOLUTE_FLOOR without one."""
+    return RESOLUTION * abs(threshold) if is_number(threshold) and threshold != 0 else ABSOLUTE_FLOOR
+
+
+def _noise(entry: dict[str, Any], floor: float) -> float:
+    noise = entry.get("noise")
+    return max(float(noise), floor) if is_number(noise) and math.isfinite(noise) else floor
+
+
+def z_score(new: dict[str, Any], base: dict[str, Any], worse: str) -> float:
+    """How many noise σ ``new``'s value moved in the worse direction from ``base``'s (negative: better)."""
+    change = abs(new["value"]) - abs(base["value"]) if worse == "higher_abs" else new["value"] - base["value"]
+    threshold = new.get("threshold")
+    floor = noise_floor(threshold if is_number(threshold) else base.get("threshold"))
+    return change / math.hypot(_noise(base, floor), _noise(new, floor))
+
+
+def verdict(z: float) -> str | None:
+    """"regressed", "improved" or None (within the seed noise) for a z-score."""
+    if z > Z_FLAG:
+        return "regressed"
+    if z < -Z_FLAG:
+        return "improved"
+    return None
 
 
 def make_baseline(report: dict[str, Any]) -> dict[str, Any]:
-    """A baseline document from a report: per passing record with a numeric value, that value and its band."""
+    """A baseline document from a report: per passing record with a numeric value, its value, noise and direction."""
     metrics = {
         record["name"]: {"test": record["test"], "property": record["property"], "value": record["value"],
-                         "band": noise_band(record["value"], record["ci"])}
+                         "noise": record.get("noise"), "seed_values": record.get("seed_values"),
+                         "threshold": record["threshold"], "worse": worse_of(record["property"], record.get("worse"))}
         for record in report["records"]
         if record["status"] == "pass" and is_number(record["value"])
     }
@@ -49,16 +75,6 @@ def mismatch(baseline: dict[str, Any], env: dict[str, Any]) -> str | None:
     differ = [f"{key} {baseline['environment'].get(key)} vs {env.get(key)}" for key in COMPARABLE_ON
               if baseline["environment"].get(key) != env.get(key)]
     return f"the baseline is from another {' and '.join(differ)} (baseline vs this run)" if differ else None
-
-
-def verdict(value: float, base: float, band: float) -> str | None:
-    """"regressed", "improved" or None (within the noise band) for ``value`` against ``base``."""
-    change = abs(value) - abs(base)
-    if change > band:
-        return "regressed"
-    if change < -band:
-        return "improved"
-    return None
 
 
 @dataclass
@@ -74,12 +90,13 @@ class Comparison:
         notes = [f"warning: {self.warning}; nothing was compared"] if self.warning else []
         for verdict_name, names in zip(VERDICTS, (self.regressed, self.improved)):
             if names:
-                notes.append(f"{verdict_name} beyond the baseline's noise band: {', '.join(names)}")
+                notes.append(f"{verdict_name} beyond {Z_FLAG:g}σ of seed noise against the baseline: {', '.join(names)}")
         return notes
 
 
 def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
-    """Fill each comparable record's ``baseline`` and, where it passed, turn its status to regressed or improved.
+    """Fill each comparable record's ``baseline`` (value, noise, delta, z) and, where its test passed, turn its status
+    to regressed or improved.
 
     Any earlier comparison in ``report`` is undone first, so a saved report can be compared again.
     """
@@ -94,9 +111,11 @@ def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
         base = baseline["metrics"].get(record["name"])
         if not isinstance(base, dict) or not is_number(base.get("value")) or not is_number(record["value"]):
             continue
-        band = base["band"] if is_number(base.get("band")) else noise_band(base["value"], None)
-        record["baseline"] = {"value": base["value"], "band": band, "delta": record["value"] - base["value"]}
-        found = verdict(record["value"], base["value"], band)
+        worse = worse_of(record["property"], record.get("worse") or base.get("worse"))
+        z = z_score(record, base, worse)
+        record["baseline"] = {"value": base["value"], "noise": base.get("noise"), "delta": record["value"] - base["value"],
+                              "z": z}
+        found = verdict(z)
         if found and record["status"] == "pass":
             record["status"] = found
             (comparison.regressed if found == "regressed" else comparison.improved).append(record["name"])

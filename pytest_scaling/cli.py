@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from pytest_scaling.baseline import compare, make_baseline
 from pytest_scaling.report import write_report
 from pytest_scaling.report.model import ReportError, load
-from pytest_scaling.report.table import table
+from pytest_scaling.report.table import grouped
 
 EXIT_REGRESSED = 1
 EXIT_BAD_INPUT = 2
@@ -41,7 +41,7 @@ def _compare(args: argparse.Namespace) -> int:
     """Compare NEW.json with BASE.json, print the table, and exit 1 if any record regressed."""
     baseline, report = _load_baseline(args.base), load(args.new, "report")
     comparison = compare(report, baseline)
-    print("\n".join([table(report, "simple"), *comparison.notes()]))
+    print("\n".join([grouped(report, "simple"), *comparison.notes()]))
     return EXIT_REGRESSED if comparison.regressed else 0
 
 

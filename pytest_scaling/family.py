@@ -232,11 +232,11 @@ class ModelFamily:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def check_widths(widths: tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Validate a width list: positive ints, strictly increasing, at least two."""
+def check_widths(widths: tuple[int, ...] | list[int], min_count: int = 2) -> tuple[int, ...]:
+    """Validate a width list: positive ints, strictly increasing, at least ``min_count``."""
     ws = tuple(widths)
-    if len(ws) < 2:
-        raise ValueError(f"need at least two widths, got {list(ws)}")
+    if len(ws) < min_count:
+        raise ValueError(f"need at least {min_count} width{'s' if min_count > 1 else ''}, got {list(ws)}")
     if any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in ws):
         raise ValueError(f"widths must be positive integers, got {list(ws)}")
     if any(b <= a for a, b in zip(ws, ws[1:])):

@@ -130,6 +130,21 @@ class TransferResult(Result):
     reason: str
     inconclusive_cells: tuple[tuple[float, int, str], ...]  # (width, seed index, reason)
 
+    @property
+    def seed_slopes(self) -> np.ndarray:
+        """The slope measured on each seed alone, [seed]; NaN where fewer than two widths are conclusive."""
+        return log2_slopes(self.widths, self.log2_lr_opt)
+
+
+def log2_slopes(sizes: ArrayLike, values: ArrayLike) -> np.ndarray:
+    """Least-squares slope of each column of ``values`` [size, column] on log2 size, over its finite entries;
+    NaN for a column with fewer than two."""
+    x = np.broadcast_to(np.log2(np.asarray(sizes, dtype=float))[:, None], np.shape(values))
+    values = np.asarray(values, dtype=float)
+    ok = np.isfinite(values)
+    slopes = _ls_slope(x.T[:, :, None], values.T[:, :, None], ok.T[:, :, None])
+    return np.where(ok.sum(axis=0) >= 2, slopes, np.nan)
+
 
 def lr_transfer(widths: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *, initial_loss: ArrayLike | None = None,
                 n_boot: int = 1000, seed: int = 0) -> TransferResult:
@@ -268,6 +283,11 @@ class CurveShiftResult(Result):
     shift: np.ndarray  # [size, seed]; 0 at the first size
     mean_shift: np.ndarray  # [size]
     slope: float
+
+    @property
+    def seed_slopes(self) -> np.ndarray:
+        """The slope of each seed's own shift on log2 size, [seed]."""
+        return log2_slopes(self.sizes, self.shift)
 
 
 def lr_curve_shift(sizes: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *,

@@ -18,7 +18,7 @@ import pytest
 from pytest_scaling import baseline as baselines
 from pytest_scaling.report import check_path, write_report
 from pytest_scaling.report.model import ReportError, dump_json, environment, load, make_record, make_report, write_text
-from pytest_scaling.report.table import table
+from pytest_scaling.report.table import grouped
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.store import CACHE_FILE, DEFAULT_CACHE_DIR, CacheError, ResultCache
 from pytest_scaling.tiers import TIERS, Tier, resolve_tier
@@ -62,7 +62,8 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--scaling-executor", "where runs execute: local (default) or ray",
             ini="string", metavar="{local,ray}"),
     _Option("--scaling-family", "run the suite on this ModelFamily (or a no-argument callable returning one), "
-            "imported from the current directory", ini="string", metavar="MODULE:ATTR"),
+            "imported from the current directory, in place of the built-in reference families; repeatable",
+            ini="args", metavar="MODULE:ATTR", action="append"),
 )
 _BY_DEST = {option.dest: option for option in OPTIONS}
 
@@ -70,10 +71,11 @@ _BY_DEST = {option.dest: option for option in OPTIONS}
 #: Giving one is a usage error; remove its entry when the feature lands.
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
-MARKER_KWARGS: tuple[str, ...] = ("property", "tiers")
+MARKER_KWARGS: tuple[str, ...] = ("property", "tiers", "builtin")
 MARKER_HELP = (
-    'scaling(property="lr_transfer", tiers=("cpu", "gpu")): a scaling test; property names it in reports, '
-    "tiers (default: all) are the tiers it runs in, and it is skipped in any other"
+    'scaling(property="lr_transfer", tiers=("cpu", "gpu"), builtin=False): a scaling test; property names it in '
+    "reports, tiers (default: all) are the tiers it runs in, and it is skipped in any other; builtin=True marks a "
+    "demonstration on the built-in families, which does not run when --scaling-family is given"
 )
 
 
@@ -84,7 +86,7 @@ class _Settings:
     tier: Tier
     device_type: str
     n_seeds: int
-    family_spec: str | None
+    family_specs: tuple[str, ...]
     cache_dir: Path | None
     executor: str
     reports: tuple[Path, ...] = ()
@@ -112,7 +114,7 @@ class _Run:
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
-_FAMILY = pytest.StashKey["ModelFamily"]()
+_FAMILIES = pytest.StashKey["list[ModelFamily]"]()
 _SESSION = pytest.StashKey[ScalingSession]()
 _RUN = pytest.StashKey[_Run]()
 #: The key under which an xdist worker hands its records to the controller.
@@ -233,15 +235,17 @@ def _baseline(config: pytest.Config) -> dict[str, Any] | None:
         raise pytest.UsageError(str(err)) from None
 
 
-def _family_spec(config: pytest.Config) -> str | None:
-    """The MODULE:ATTR of --scaling-family or ini scaling_family, checked for form only (loading comes later)."""
+def _family_specs(config: pytest.Config) -> tuple[str, ...]:
+    """The MODULE:ATTRs of --scaling-family (repeatable) or ini scaling_family, checked for form only (loading comes
+    later)."""
     given = _given(config, "scaling_family")
     if given is None:
-        return None
-    spec, label = given
-    if spec.count(":") != 1 or not all(spec.split(":")):
-        raise pytest.UsageError(f"{label} expects MODULE:ATTR (e.g. mymodels:family), got {spec!r}")
-    return spec
+        return ()
+    specs, label = given
+    for spec in specs:
+        if spec.count(":") != 1 or not all(spec.split(":")):
+            raise pytest.UsageError(f"{label} expects MODULE:ATTR (e.g. mymodels:family), got {spec!r}")
+    return tuple(dict.fromkeys(specs))
 
 
 def _device_type(config: pytest.Config, tier: Tier) -> str:
@@ -265,10 +269,10 @@ def pytest_configure(config: pytest.Config) -> None:
     tier = resolve_tier(config)
     n_seeds = _seed_count(config, tier)
     executor = _executor(config)
-    family_spec = _family_spec(config)
+    family_specs = _family_specs(config)
     save_baseline = next(iter(_given_path(config, "scaling_save_baseline")), None)
     config.stash[_SETTINGS] = _Settings(
-        tier, _device_type(config, tier), n_seeds, family_spec, _cache_dir(config), executor,
+        tier, _device_type(config, tier), n_seeds, family_specs, _cache_dir(config), executor,
         reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline,
     )
     config.stash[_RUN] = run = _Run()
@@ -321,8 +325,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     settings = config.stash[_SETTINGS]
     if settings.cache_dir is not None:
         _check_cache(settings.cache_dir)
-    if settings.family_spec is not None:
-        config.stash[_FAMILY] = _load_family(settings.family_spec, (str(config.rootpath), os.getcwd()))
+    families = [_load_family(spec, (str(config.rootpath), os.getcwd())) for spec in settings.family_specs]
+    names = [family.name for family in families]
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise pytest.UsageError(f"--scaling-family: two families are named {twice!r}; their records would share names")
+    config.stash[_FAMILIES] = families
 
 
 def _marker_tiers(item: pytest.Item) -> tuple[str, ...] | None:
@@ -351,14 +359,48 @@ def _marker_tiers(item: pytest.Item) -> tuple[str, ...] | None:
     return found
 
 
+def _is_builtin(item: pytest.Item) -> bool:
+    """Whether ``item`` demonstrates a built-in reference family: a builtin ScalingSuite class, or builtin=True."""
+    from pytest_scaling.suite import ScalingSuite
+
+    cls = getattr(item, "cls", None)
+    if cls is not None and issubclass(cls, ScalingSuite) and cls.builtin:
+        return True
+    return any(mark.kwargs.get("builtin") for mark in item.iter_markers("scaling"))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip scaling tests whose marker leaves out this run's tier."""
+    """Skip scaling tests whose marker leaves out this run's tier; with --scaling-family, deselect the built-in
+    demonstrations (the suite runs on the given families instead)."""
     tier = config.stash[_SETTINGS].tier
     for item in items:
         tiers = _marker_tiers(item)
         if tiers is not None and tier.name not in tiers:
             reason = f"scaling test for tiers {', '.join(tiers)}; this run's tier is {tier.name}"
             item.add_marker(pytest.mark.skip(reason=reason))
+    if config.stash.get(_FAMILIES, None):
+        builtin = [item for item in items if _is_builtin(item)]
+        if builtin:
+            config.hook.pytest_deselected(items=builtin)
+            items[:] = [item for item in items if not _is_builtin(item)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a ScalingSuite class on its own family, or on each --scaling-family; with several --scaling-family, run
+    any other test that takes ``model_family`` once per family."""
+    from pytest_scaling.suite import ScalingSuite
+
+    families = metafunc.config.stash.get(_FAMILIES, [])
+    cls = metafunc.cls
+    if cls is not None and issubclass(cls, ScalingSuite) and "scaling_family" in metafunc.fixturenames:
+        own = cls.own_family()
+        params = [own] if own is not None else families
+        if params:
+            metafunc.parametrize("scaling_family", params, ids=[family.name for family in params], indirect=True,
+                                 scope="class")
+    elif "model_family" in metafunc.fixturenames and len(families) > 1:
+        metafunc.parametrize("model_family", families, ids=[family.name for family in families], indirect=True,
+                             scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -376,29 +418,37 @@ def scaling_device(pytestconfig: pytest.Config) -> torch.device:
 
 
 @pytest.fixture(scope="session")
-def model_family(pytestconfig: pytest.Config) -> ModelFamily:
-    """The family under test: --scaling-family (or ini scaling_family) if given, else the built-in GPT.
+def model_family(request: pytest.FixtureRequest) -> ModelFamily:
+    """The family under test: each --scaling-family (or ini scaling_family) given, else the reference GPT.
 
-    Override this fixture (with session scope: ``scaling`` uses it) in a conftest.py to test your own model.
+    Override this fixture (with session scope) in a conftest.py to test your own model.
     """
-    if _FAMILY in pytestconfig.stash:
-        return pytestconfig.stash[_FAMILY]
-    from pytest_scaling.families import gpt
+    if hasattr(request, "param"):
+        return request.param
+    families = request.config.stash.get(_FAMILIES, [])
+    if families:
+        return families[0]
+    from pytest_scaling.families import reference_gpt
 
-    return gpt()
+    return reference_gpt()
+
+
+@pytest.fixture(scope="class")
+def scaling_family(request: pytest.FixtureRequest) -> ModelFamily:
+    """The family a ScalingSuite class runs on: its own ``family``, else each --scaling-family, else ``model_family``."""
+    if hasattr(request, "param"):
+        return request.param
+    return request.getfixturevalue("model_family")
 
 
 @pytest.fixture(scope="session")
-def scaling(
-    pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device, model_family: ModelFamily
-) -> ScalingSession:
-    """The session runner: ``sweep(...)`` (of ``model_family`` by default), tier, device, seeds, and ``record(...)``."""
+def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device) -> ScalingSession:
+    """The session runner: ``sweep(family, ...)``, tier, device, seeds, and ``record(...)``."""
     settings = pytestconfig.stash[_SETTINGS]
     session = ScalingSession(
         tier=scaling_tier,
         device=scaling_device,
         seeds=list(range(settings.n_seeds)),
-        family=model_family,
         cache_dir=settings.cache_dir,
         executor=settings.executor,
     )
@@ -455,6 +505,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     report, comparison, env = run.report, run.comparison, run.report["environment"]
     terminalreporter.section("scaling")
     terminalreporter.write_line(f"{len(report['records'])} records ({env['tier']} tier, {env['device']}):")
-    terminalreporter.write_line(table(report, "simple"))
+    terminalreporter.write_line(grouped(report, "simple"))
     for note in comparison.notes() if comparison is not None else []:
         terminalreporter.write_line(note, yellow=True, bold=True)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from pytest_scaling.family import ModelFamily
+    from pytest_scaling.lr_range import LRBracket
     from pytest_scaling.sweep import SweepResult
 
 
@@ -30,22 +31,31 @@ class ScalingSession:
     tier: Tier
     device: torch.device
     seeds: list[int]
-    family: ModelFamily | None = None
     cache_dir: Path | None = None
     executor: str = "local"
     records: list[dict[str, Any]] = field(default_factory=list)
     _cache: ResultCache | None = field(default=None, init=False, repr=False)
+    _brackets: dict[Any, LRBracket] = field(default_factory=dict, init=False, repr=False)
+
+    def lr_bracket(self, family: ModelFamily) -> LRBracket:
+        """The family's LR-range step in this tier (``pytest_scaling.lr_range``), measured once per session and family."""
+        from pytest_scaling.lr_range import measure
+
+        key = (family.name, family.fingerprint())
+        if key not in self._brackets:
+            self._brackets[key] = measure(self, family, self.tier.lr_range)
+        return self._brackets[key]
 
     def sweep(
         self,
-        family: ModelFamily | None = None,
+        family: ModelFamily,
         *,
         widths: Sequence[int] | None = None,
         lrs: Sequence[float],
         seeds: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> SweepResult:
-        """``pytest_scaling.sweep.sweep`` with this session's family (``model_family``), seeds, device, cache and executor.
+        """``pytest_scaling.sweep.sweep`` of ``family`` with this session's seeds, device, cache and executor.
 
         Other keyword arguments (``config``, ``stacking``, ``steps=...``) pass through and may
         override ``device``, ``cache`` or ``executor``. A cache that cannot be used fails the test
@@ -53,9 +63,8 @@ class ScalingSession:
         """
         from pytest_scaling.sweep import sweep
 
-        family = family if family is not None else self.family
         if family is None:
-            raise ValueError("scaling.sweep(): no family given, and the session has none")
+            raise TypeError("scaling.sweep() needs the family to sweep, e.g. scaling.sweep(model_family, lrs=...)")
         options = {"device": self.device, "executor": self.executor, **kwargs}
         try:
             if "cache" not in options:

@@ -149,7 +149,7 @@ def sweep(
     ``executor``: ``"local"`` or ``"ray"`` (each width's runs as one Ray task).
     """
     started = time.perf_counter()
-    widths = check_widths(tuple(widths) if widths is not None else family.widths)
+    widths = check_widths(tuple(widths) if widths is not None else family.widths, min_count=1)
     lrs, seeds = _check_lrs(lrs), _check_seeds(seeds)
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     device = torch.device(device)

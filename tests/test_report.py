@@ -20,7 +20,8 @@ SUITE = """
 
     def test_transfer(scaling):
         scaling.record("lr_transfer[tiny]", property="lr_transfer", family="tiny", value=SLOPE,
-                       ci=[SLOPE - 0.02, SLOPE + 0.02], threshold=0.3, widths=[8, 16], lrs=[0.01, 0.1],
+                       ci=[SLOPE - 0.02, SLOPE + 0.02], threshold=0.3, seed_values=[SLOPE - 0.01, SLOPE + 0.01],
+                       noise=0.01, widths=[8, 16], lrs=[0.01, 0.1],
                        mean_log2_lr=[-5.0, -5.1],
                        losses=[[[1.0, 1.1], [0.8, None]], [[0.9, 0.95], [0.7, 0.75]]])
 
@@ -61,15 +62,18 @@ def test_reports_are_written_in_all_three_formats(suite: pytest.Pytester) -> Non
     assert transfer["data"]["lrs"] == [0.01, 0.1] and transfer["baseline"] is None
     assert by_name["wider_is_better[tiny]"]["status"] == "fail" and by_name["wider_is_better[tiny]"]["value"] is None
     markdown = (suite.path / "r.md").read_text()
-    assert "| test " in markdown and "test_suite.py::test_coord" in markdown and "| fail " in markdown
+    assert "### tiny" in markdown and "| record " in markdown and "| coord_check " in markdown and "| fail " in markdown
     html = (suite.path / "r.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html
 
 
 def test_the_terminal_summary_is_a_table_of_records(suite: pytest.Pytester) -> None:
     result = inline(suite)
-    result.stdout.fnmatch_lines(["*= scaling =*", "3 records (cpu tier, cpu):", "test * property * status*",
-                                 "test_suite.py::test_transfer * lr_transfer * 0.05 * pass"])
+    result.stdout.fnmatch_lines(["*= scaling =*", "3 records (cpu tier, cpu):", "family tiny (3 records)",
+                                 "record * value * ± noise * threshold * baseline * z * status",
+                                 "lr_transfer * 0.05 * 0.01 * 0.3 * - * - * pass"])
+    section = result.outlines[next(i for i, line in enumerate(result.outlines) if "= scaling =" in line):]
+    assert max(len(line) for line in section) <= 120
 
 
 def test_an_unchanged_run_against_its_baseline_passes(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,19 +82,21 @@ def test_an_unchanged_run_against_its_baseline_passes(suite: pytest.Pytester, mo
     assert saved.ret == 0
     baseline = json.loads((suite.path / "base.json").read_text())
     assert baseline["kind"] == "baseline" and baseline["environment"]["tier"] == "cpu"
-    assert baseline["metrics"]["lr_transfer[tiny]"]["band"] == pytest.approx(0.02)
-    assert baseline["metrics"]["coord_check[tiny]"]["band"] == pytest.approx(0.01)
+    assert baseline["metrics"]["lr_transfer[tiny]"]["noise"] == pytest.approx(0.01)
+    assert baseline["metrics"]["lr_transfer[tiny]"]["worse"] == "higher_abs"
+    assert baseline["metrics"]["coord_check[tiny]"]["noise"] is None
+    assert baseline["metrics"]["coord_check[tiny]"]["worse"] == "higher"
     again = inline(suite, "--scaling-baseline", "base.json", "-k", "not fails", "--scaling-report", "r.json")
     assert again.ret == 0
     records = json.loads((suite.path / "r.json").read_text())["records"]
     assert {record["status"] for record in records} == {"pass"}
-    assert all(record["baseline"]["delta"] == 0 for record in records)
+    assert all(record["baseline"]["delta"] == 0 and record["baseline"]["z"] == 0 for record in records)
 
 
 @pytest.mark.parametrize(
     ("slope", "status", "code"), [(0.2, "regressed", 1), (-0.2, "regressed", 1), (0.0, "improved", 0)]
 )
-def test_a_metric_beyond_its_band_is_regressed_or_improved(
+def test_a_metric_beyond_its_seed_noise_is_regressed_or_improved(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, slope: float, status: str, code: int
 ) -> None:
     inline(suite, "--scaling-save-baseline", "base.json", "-k", "not fails")
@@ -98,9 +104,9 @@ def test_a_metric_beyond_its_band_is_regressed_or_improved(
     result = inline(suite, "--scaling-baseline", "base.json", "-k", "not fails", "--scaling-report", "r.md")
     assert result.ret == code
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"test_suite.py::test_transfer * {status}"])
+    result.stdout.fnmatch_lines([f"lr_transfer * {status}"])
     assert f"| {status} " in (suite.path / "r.md").read_text()
-    named = "regressed beyond the baseline's noise band: lr_transfer[tiny]"
+    named = "regressed beyond 3σ of seed noise against the baseline: lr_transfer[tiny]"
     assert (named in result.stdout.str()) == (status == "regressed")
 
 
@@ -117,7 +123,7 @@ def test_a_baseline_from_another_tier_warns_and_compares_nothing(suite: pytest.P
         ("{not json", "scaling baseline */base.json: not valid JSON *"),
         ('{"kind": "report", "schema_version": 1}', 'scaling baseline */base.json: not a baseline file *'),
         ('{"kind": "baseline", "schema_version": 99, "metrics": {}, "environment": {}}',
-         "scaling baseline */base.json: schema version 99, this pytest-scaling reads 1; save it again"),
+         "scaling baseline */base.json: schema version 99, this pytest-scaling reads 2; save it again"),
     ],
 )
 def test_a_corrupt_baseline_is_a_one_line_usage_error(suite: pytest.Pytester, content: str, message: str) -> None:

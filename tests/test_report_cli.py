@@ -17,10 +17,10 @@ ENV = {"tier": "cpu", "device": "cpu", "torch": "2.x", "commit": None}
 
 
 def _report(slope: float) -> dict[str, Any]:
-    """A report with one lr_transfer record of this slope (CI ±0.02) and one record without a value."""
+    """A report with one lr_transfer record of this slope (seed noise 0.01) and one record without a value."""
     raw = [{"name": "lr_transfer[m]", "test": "t.py::test_a",
-            "values": {"property": "lr_transfer", "value": slope, "ci": [slope - 0.02, slope + 0.02],
-                       "threshold": 0.3}},
+            "values": {"property": "lr_transfer", "family": "m", "value": slope, "ci": [slope - 0.02, slope + 0.02],
+                       "threshold": 0.3, "noise": 0.01}},
            {"name": "note", "test": "t.py::test_b", "values": {"widths": [8, 16]}}]
     return make_report([make_record(record, "pass") for record in raw], ENV)
 
@@ -35,7 +35,7 @@ def test_report_renders_each_format(tmp_path: Path) -> None:
     results = _write(tmp_path / "r.json", _report(0.05))
     outputs = [str(tmp_path / name) for name in ("out.md", "out.html", "copy.json")]
     assert main(["report", results, *[arg for path in outputs for arg in ("-o", path)]]) == 0
-    assert "| t.py::test_a " in Path(outputs[0]).read_text()
+    assert "| lr_transfer " in Path(outputs[0]).read_text()
     page = Path(outputs[1]).read_text()
     assert "data:image/png;base64," in page and "http" not in page
     assert json.loads(Path(outputs[2]).read_text()) == _report(0.05)
@@ -48,9 +48,9 @@ def test_compare_exits_1_on_regressions(tmp_path: Path, capsys: pytest.CaptureFi
     new = _write(tmp_path / "new.json", _report(slope))
     assert main(["compare", base, new]) == code
     out = capsys.readouterr().out
-    assert out.splitlines()[2].endswith(status)
-    assert ("regressed beyond the baseline's noise band: lr_transfer[m]" in out) == (status == "regressed")
-    assert ("improved beyond the baseline's noise band: lr_transfer[m]" in out) == (status == "improved")
+    assert out.splitlines()[0] == "family m (1 records)" and out.splitlines()[3].endswith(status)
+    assert ("regressed beyond 3σ of seed noise against the baseline: lr_transfer[m]" in out) == (status == "regressed")
+    assert ("improved beyond 3σ of seed noise against the baseline: lr_transfer[m]" in out) == (status == "improved")
 
 
 def test_compare_takes_a_report_as_the_base_and_redoes_an_earlier_comparison(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from .. import metrics
 from .._result import jsonable
 from ..assertions import assert_adam_epsilon
 from ..family import ModelFamily
+from ..placement import place
+from ..properties import PROPERTIES
 from ..sweep import SweepResult
 from ..tiers import EpsilonGrid
 from ..train import OptimizerSpec, TrainConfig
@@ -30,19 +32,20 @@ def _layer_eps(family: ModelFamily, grid: EpsilonGrid) -> dict[str, float]:
     model, _ = family.instantiate(family.base_width, 0)
     if family.optimizer is None:
         return {name: grid.eps for name, _ in model.named_parameters()}
-    optimizer = family.optimizer(model, grid.lrs[0])
+    optimizer = family.optimizer(model, 1e-3)  # any LR: only the groups' ε are read
     eps_of = {id(p): group["eps"] for group in optimizer.param_groups if "eps" in group for p in group["params"]}
     return {name: eps_of[id(p)] for name, p in model.named_parameters() if id(p) in eps_of}
 
 
-def _late_extremes(result: SweepResult, layers: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per [layer, width, lr]: the smallest gradient RMS and the largest fraction below ε over the seeds and the probe
-    steps of the second half of training, where gradients are smallest; NaN where no run was probed that late."""
+def _late_extremes(result: SweepResult, layers: list[str], seeds: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per [layer, width, lr]: the smallest gradient RMS and the largest fraction below ε over the seeds (all, or
+    ``seeds``) and the probe steps of the second half of training, where gradients are smallest; NaN where no run
+    was probed that late."""
     shape = (len(layers), len(result.widths), len(result.lrs))
     rms, frac = np.full(shape, np.nan), np.full(shape, np.nan)
-    for (width, lr, _), run in result.runs.items():
+    for (width, lr, seed), run in result.runs.items():
         late = [i for i, t in enumerate(run.probe_step_list) if 2 * t >= result.config.steps]
-        if not late:
+        if not late or (seeds is not None and seed not in seeds):
             continue
         cell = (slice(None), result.widths.index(width), result.lrs.index(lr))
         run_rms = np.array([[run.probes["grad_rms"][layer][i] for i in late] for layer in layers])
@@ -52,8 +55,16 @@ def _late_extremes(result: SweepResult, layers: list[str]) -> tuple[np.ndarray, 
     return rms, frac
 
 
+def _bound_used(margins: metrics.EpsilonResult, grid: EpsilonGrid) -> float:
+    """The recorded value: how much of its bound the worst layer at the largest width uses, the larger of the fraction
+    below ε over its bound and the RMS bound over the gradient RMS in units of ε (1 = at a bound; larger fails)."""
+    frac = np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)
+    ratio = np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)
+    return float(max(frac / grid.max_frac_below_eps, grid.min_rms_ratio / ratio if ratio > 0 else np.inf))
+
+
 def _not_applicable(scaling: Any, family: ModelFamily, reason: str) -> None:
-    scaling.record(f"adam_epsilon[{family.name}]", property="adam_epsilon", family=family.name, applicable=False, reason=reason)
+    PROPERTIES["adam_epsilon"].record(scaling, family.name, value=None, threshold=None, applicable=False, reason=reason)
 
 
 def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = None) -> metrics.EpsilonResult | None:
@@ -68,6 +79,7 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
     if not layer_eps:
         _not_applicable(scaling, family, "the optimizer has no epsilon (e.g. AdamAtan2): its updates ignore the gradient scale")
         return None
+    grid, placed = place(scaling, family, grid)
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                            config=_epsilon_config(grid), stacking=grid.stacking)
     probed = next(iter(result.runs.values())).probes.get("grad_rms", {})
@@ -77,9 +89,14 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
         return None
     margins = metrics.epsilon_margins(layers, result.widths, result.lrs, [layer_eps[name] for name in layers],
                                       *_late_extremes(result, layers))
-    evidence = {**margins.to_dict(), "widths": list(result.widths)}
-    scaling.record(f"adam_epsilon[{family.name}]", property="adam_epsilon", family=family.name, applicable=True,
-                   value=jsonable(np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)), threshold=grid.max_frac_below_eps,
-                   min_rms_ratio=jsonable(np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)),
-                   rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **evidence)
+    seed_margins = [metrics.epsilon_margins(layers, result.widths, result.lrs, [layer_eps[name] for name in layers],
+                                            *_late_extremes(result, layers, (seed,))) for seed in result.seeds]
+    PROPERTIES["adam_epsilon"].record(
+        scaling, family.name, applicable=True, value=_bound_used(margins, grid), threshold=1.0,
+        seed_values=[_bound_used(m, grid) for m in seed_margins],
+        max_frac_below_eps=jsonable(np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)),
+        frac_threshold=grid.max_frac_below_eps,
+        min_rms_ratio=jsonable(np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)),
+        rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **margins.to_dict(), widths=list(result.widths),
+        **placed)
     return assert_adam_epsilon(margins, max_frac_below_eps=grid.max_frac_below_eps, min_rms_ratio=grid.min_rms_ratio)

@@ -3,7 +3,7 @@ move along the LR axis with depth (LR transfer), and LR sensitivity may grow wit
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 import pytest
@@ -11,6 +11,8 @@ import pytest
 from .. import _validate, metrics
 from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
 from ..family import ModelFamily
+from ..placement import place
+from ..properties import PROPERTIES
 from ..probes import NORM_TYPES
 from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
@@ -19,16 +21,29 @@ from ._runs import require_finite_probes
 from .stability import stability_sweep
 
 
-def _families_by_depth(build_family: Callable[[int], ModelFamily], depths: tuple[int, ...]) -> list[ModelFamily]:
-    """One family per depth, after checking the depths (before anything trains): at least two, increasing."""
+DepthFamilies = Union[ModelFamily, Callable[[int], ModelFamily]]
+
+
+def _families_by_depth(families: DepthFamilies, depths: tuple[int, ...]) -> tuple[str, list[ModelFamily]]:
+    """The name the depth records go under and one family per depth, after checking the depths (before anything
+    trains): at least two, increasing. ``families`` is a family with ``at_depth`` (its records carry its name) or a
+    function from a layer count to the family at that depth (records carry the deepest family's name)."""
     _validate.increasing("depths", depths)
     if any(not isinstance(d, int) or isinstance(d, bool) for d in depths):
         raise ValueError(f"depths must be integers (layer counts), got {list(depths)}")
-    return [build_family(n_layers) for n_layers in depths]
+    if isinstance(families, ModelFamily):
+        if families.at_depth is None:
+            raise ValueError(f"family {families.name!r} has no at_depth: give ModelFamily(at_depth=...) to run the depth checks")
+        built = [families.at_depth(n_layers) for n_layers in depths]
+        return families.name, built
+    if not callable(families):
+        raise TypeError(f"the depth checks take a ModelFamily with at_depth, or a function from a layer count to a "
+                        f"ModelFamily, got {type(families).__name__}")
+    built = [families(n_layers) for n_layers in depths]
+    return built[-1].name, built
 
 
-def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
-          grid: DepthGrid | None = None) -> metrics.SensitivityResult:
+def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) may grow by at most the tier's bound per doubling of depth, at every width:
     unscaled residual branches add up, so a deep stack loses its high LRs, while Depth-μP keeps the loss-vs-LR curve,
     and so S, the same at every depth.
@@ -40,7 +55,8 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
     grid = grid or scaling.tier.depth
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid; pass grid=DepthGrid(...)")
-    families = _families_by_depth(build_family, grid.depths)
+    name, families = _families_by_depth(build_family, grid.depths)
+    grid, placed = place(scaling, _placement_family(build_family, families), grid)
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
@@ -52,8 +68,10 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
                for w in range(len(widths))]
     growth = [s.growth_per_doubling for s in sensitivity]
     worst = int(np.argmax(growth))
-    scaling.record(f"depth[{families[-1].name}]", property="depth", family=families[-1].name,
-                   families=[f.name for f in families],
+    per_seed = [metrics.lr_sensitivity_by_size(grid.depths, results[0].lrs, tables[:, w], initial[:, w],
+                                               size_name="depth").values for w in range(len(widths))]  # [depth, seed]
+    seed_growth = np.max([metrics.log2_slopes(grid.depths, values) for values in per_seed], axis=0)
+    PROPERTIES["depth"].record(scaling, name, families=[f.name for f in families], seed_values=seed_growth.tolist(), **placed,
                    depths=list(grid.depths), widths=list(widths), lrs=list(results[0].lrs),
                    value=growth[worst], threshold=grid.max_growth_per_doubling,
                    sensitivity=[s.mean.tolist() for s in sensitivity], growth_per_doubling=growth,
@@ -61,6 +79,12 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
                    losses=json_losses(tables.mean(axis=-1)))
     return assert_depth_sensitivity(sensitivity[worst], optimum[worst], width=widths[worst],
                                     max_growth_per_doubling=grid.max_growth_per_doubling)
+
+
+def _placement_family(given: DepthFamilies, families: list[ModelFamily]) -> ModelFamily:
+    """The family a depth grid is placed on (its LR anchor, its widths): the one given, else the shallowest, so that
+    every depth sweeps the same LRs."""
+    return given if isinstance(given, ModelFamily) else families[0]
 
 
 def _top_norm(family: ModelFamily, width: int) -> str:
@@ -73,7 +97,7 @@ def _top_norm(family: ModelFamily, width: int) -> str:
     return norms[-1]
 
 
-def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
+def depth_coord_check(scaling: Any, build_family: DepthFamilies,
                       grid: DepthCoordGrid | None = None) -> metrics.CoordCheckResult:
     """The residual stream the readout reads must keep its size as depth grows, at init and in the first Adam steps.
 
@@ -86,25 +110,29 @@ def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
         pytest.skip(f"tier {scaling.tier.name!r} has no depth coordinate grid; pass grid=DepthCoordGrid(...)")
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("norm_input",))
-    families = _families_by_depth(build_family, grid.depths)
+    name, families = _families_by_depth(build_family, grid.depths)
+    grid, placed = place(scaling, _placement_family(build_family, families), grid)
     norms = [_top_norm(family, grid.widths[0]) for family in families]
     results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
     require_finite_probes((run for result in results for run in result.runs.values()), "norm_input",
                           "depth coordinate check")
-    sizes = metrics.seed_geometric_mean([  # [seed][width, step, depth]
+    per_seed = [  # [seed][width, step, depth]
         np.array([[result.run(width, grid.lr, seed).probes["norm_input"][norm] for result, norm in zip(results, norms)]
                   for width in grid.widths]).transpose(0, 2, 1)
-        for seed in results[0].seeds])
-    slopes = metrics.coord_slopes(grid.depths, sizes, layers=[f"width {w}: {norms[-1]} input" for w in grid.widths],
-                                  steps=range(grid.steps + 1))
-    scaling.record(f"depth_coord_check[{families[-1].name}]", property="depth_coord_check", family=families[-1].name,
+        for seed in results[0].seeds]
+    sizes = metrics.seed_geometric_mean(per_seed)
+    layers = [f"width {w}: {norms[-1]} input" for w in grid.widths]
+    slopes = metrics.coord_slopes(grid.depths, sizes, layers=layers, steps=range(grid.steps + 1))
+    seed_values = [float(np.abs(metrics.coord_slopes(grid.depths, seed_sizes, layers=layers).slopes).max())
+                   for seed_sizes in per_seed]
+    PROPERTIES["depth_coord_check"].record(scaling, name, seed_values=seed_values, **placed,
                    families=[f.name for f in families], value=float(np.abs(slopes.slopes).max()),
                    threshold=grid.max_abs_slope, depths=list(grid.depths), widths=list(grid.widths),
                    seeds=list(results[0].seeds), slopes=slopes.slopes.tolist(), sizes=sizes.tolist())
     return assert_depth_coord_check(slopes, max_abs_slope=grid.max_abs_slope)
 
 
-def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
+def depth_lr_transfer(scaling: Any, build_family: DepthFamilies,
                       grid: DepthTransferGrid | None = None) -> metrics.CurveShiftResult:
     """The loss-vs-LR curve must stay put along the LR axis as depth grows: an LR tuned shallow then holds deep.
 
@@ -115,7 +143,8 @@ def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
     grid = grid or scaling.tier.depth_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
-    families = _families_by_depth(build_family, grid.depths)
+    name, families = _families_by_depth(build_family, grid.depths)
+    grid, placed = place(scaling, _placement_family(build_family, families), grid)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds], config=config)
                for family in families]
@@ -123,7 +152,7 @@ def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
     shifts = [metrics.lr_curve_shift(grid.depths, grid.lrs, tables[:, w], initial_loss=initial[:, w])
               for w in range(len(grid.widths))]
-    scaling.record(f"depth_lr_transfer[{families[-1].name}]", property="depth_lr_transfer", family=families[-1].name,
+    PROPERTIES["depth_lr_transfer"].record(scaling, name, seed_values=shifts[-1].seed_slopes.tolist(), **placed,
                    families=[f.name for f in families], value=shifts[-1].slope, threshold=grid.max_abs_slope,
                    depths=list(grid.depths), widths=list(grid.widths), lrs=list(grid.lrs),
                    shift=[s.mean_shift.tolist() for s in shifts], slopes=[s.slope for s in shifts],

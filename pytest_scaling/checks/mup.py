@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from .. import metrics
+from ..placement import place
+from ..properties import PROPERTIES
 from ..assertions import assert_coord_check, assert_lr_curve_transfer, assert_lr_transfer, assert_wider_is_better
 from ..family import ModelFamily
-from ..tiers import CoordCheckGrid, CurveTransferGrid, TransferGrid
+from ..tiers import CoordCheckGrid, TransferGrid
 from ..train import TrainConfig
+from .._result import jsonable
 from ._records import json_losses
 from ._runs import require_finite_probes
 
@@ -32,7 +35,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     and session seed; sizes are averaged over seeds (geometrically) before the slopes, since a single
     init per width makes the slope noisy.
     """
-    grid = grid or scaling.tier.coord_check
+    grid, placed = place(scaling, family, grid or scaling.tier.coord_check)
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
         steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
@@ -41,54 +44,69 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     require_finite_probes(result.runs.values(), "activation", "coordinate check")
     runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
     layers = list(runs_by_seed[0][0].probes["activation"])
-    sizes = metrics.seed_geometric_mean([_layer_sizes(runs, layers) for runs in runs_by_seed])[:, 1:, :]
-    slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
-    scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
-                   value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),
-                   seeds=list(result.seeds), slopes=slopes.slopes.tolist(), layers=layers)
+    per_seed = [_layer_sizes(runs, layers)[:, 1:, :] for runs in runs_by_seed]
+    steps = range(1, grid.steps + 1)
+    slopes = metrics.coord_slopes(result.widths, metrics.seed_geometric_mean(per_seed), layers=layers, steps=steps)
+    seed_values = [float(metrics.coord_slopes(result.widths, sizes, layers=layers, steps=steps).slopes.max())
+                   for sizes in per_seed]
+    PROPERTIES["coord_check"].record(scaling, family.name, value=float(slopes.slopes.max()), threshold=grid.max_abs_slope,
+                                     seed_values=seed_values, widths=list(result.widths), seeds=list(result.seeds),
+                                     slopes=slopes.slopes.tolist(), layers=layers, lr=grid.lr, **placed)
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 
 def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
     """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
     grid = grid or scaling.tier.lr_transfer
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
+    if grid is None:
+        pytest.skip(f"tier {scaling.tier.name!r} has no η* transfer grid; pass grid=TransferGrid(...)")
+    grid, placed = place(scaling, family, grid)
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     transfer = result.lr_transfer()
-    scaling.record(f"lr_transfer[{family.name}]", property="lr_transfer", family=family.name,
-                   value=transfer.slope, ci=list(transfer.ci) if transfer.ci else None, threshold=grid.max_abs_slope,
-                   widths=list(result.widths), lrs=list(result.lrs), mean_log2_lr=transfer.mean_log2_lr.tolist(),
-                   losses=json_losses(result.loss_table()))
+    PROPERTIES["lr_transfer"].record(scaling, family.name, value=transfer.slope, ci=transfer.ci,
+                                     threshold=grid.max_abs_slope, seed_values=transfer.seed_slopes.tolist(),
+                                     widths=list(result.widths), lrs=list(result.lrs),
+                                     mean_log2_lr=jsonable(transfer.mean_log2_lr), losses=json_losses(result.loss_table()),
+                                     **placed)
     return assert_lr_transfer(transfer, max_abs_slope=grid.max_abs_slope)
 
 
 def lr_curve_transfer(scaling: Any, family: ModelFamily,
-                      grid: CurveTransferGrid | None = None) -> metrics.CurveShiftResult:
+                      grid: TransferGrid | None = None) -> metrics.CurveShiftResult:
     """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
     curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
     budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
     grid = grid or scaling.tier.curve_transfer
     if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no curve-transfer grid; pass grid=CurveTransferGrid(...)")
-    result = scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+        pytest.skip(f"tier {scaling.tier.name!r} has no curve-transfer grid; pass grid=TransferGrid(...)")
+    grid, placed = place(scaling, family, grid)
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     table = result.loss_table()
     shift = metrics.lr_curve_shift(result.widths, result.lrs, table, initial_loss=result.initial_losses())
-    scaling.record(f"lr_curve_transfer[{family.name}]", property="lr_curve_transfer", family=family.name,
-                   value=shift.slope, threshold=grid.max_abs_slope, widths=list(result.widths), lrs=list(result.lrs),
-                   shift=shift.mean_shift.tolist(), losses=json_losses(table))
+    PROPERTIES["lr_curve_transfer"].record(scaling, family.name, value=shift.slope, threshold=grid.max_abs_slope,
+                                           seed_values=shift.seed_slopes.tolist(), widths=list(result.widths),
+                                           lrs=list(result.lrs), shift=shift.mean_shift.tolist(), losses=json_losses(table),
+                                           log2_lr_opt=jsonable(result.lr_transfer().mean_log2_lr), **placed)
     return assert_lr_curve_transfer(shift, max_abs_slope=grid.max_abs_slope)
 
 
 def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
     """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
-    grid = grid or scaling.tier.lr_transfer
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
+    grid = grid or scaling.tier.curve_transfer
+    if grid is None:
+        pytest.skip(f"tier {scaling.tier.name!r} has no transfer grid; pass grid=TransferGrid(...)")
+    grid, placed = place(scaling, family, grid)
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     seed_mean = result.loss_table().mean(axis=-1)
     tuned_lr = result.lrs[int(np.argmin(seed_mean[0]))]
     trend = metrics.fixed_lr_width_trend(result.widths, result.losses_at_lr(tuned_lr))
-    scaling.record(f"wider_is_better[{family.name}]", property="wider_is_better", family=family.name,
-                   value=float(trend.max_rel_increase), lr=tuned_lr, widths=list(result.widths),
-                   losses=result.losses_at_lr(tuned_lr).tolist(), threshold=grid.wider_rtol)
+    at_lr = result.loss_table()[:, result.lrs.index(tuned_lr), :]  # [width, seed]
+    seed_values = [metrics.fixed_lr_width_trend(result.widths, at_lr[:, s]).max_rel_increase
+                   for s in range(at_lr.shape[1])]
+    PROPERTIES["wider_is_better"].record(scaling, family.name, value=float(trend.max_rel_increase),
+                                         threshold=grid.wider_rtol, seed_values=seed_values, lr=tuned_lr,
+                                         widths=list(result.widths), losses=result.losses_at_lr(tuned_lr).tolist(), **placed)
     return assert_wider_is_better(trend, rtol=grid.wider_rtol)

@@ -18,7 +18,9 @@ import numpy as np
 from ..assertions import assert_extrapolates, assert_power_law
 from ..fit import ExtrapolationResult, PowerLawFit, extrapolation_check, fit_power_law
 from ..family import ModelFamily
-from ..tiers import PowerLawGrid
+from ..placement import place
+from ..properties import PROPERTIES
+from ..tiers import PowerLawGrid, RelativeWidths
 from ..train import TrainConfig
 
 LRPolicy = Literal["per_width", "tuned_at_smallest"]
@@ -28,15 +30,17 @@ _BOOTSTRAP = 200
 
 @dataclass(frozen=True)
 class SizeLosses:
-    """Per width: the parameter count N, the chosen LR, and the seed mean and std of the final loss there."""
+    """Per width: the parameter count N, the chosen LR, and each seed's final loss there, with their mean and std."""
 
     widths: tuple[int, ...]
     sizes: np.ndarray
     lrs: np.ndarray
+    per_seed: np.ndarray  # [width, seed]
     mean: np.ndarray
     std: np.ndarray
     n_seeds: int
     lr_policy: str
+    placed: dict[str, Any]  # the grid's placement on the family (pytest_scaling.placement)
 
 
 def non_input_parameters(family: ModelFamily, width: int) -> int:
@@ -50,7 +54,7 @@ def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = N
     """Sweep the grid and reduce it to one loss per size at the LR ``lr_policy`` picks."""
     if lr_policy not in LR_POLICIES:
         raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}, got {lr_policy!r}")
-    grid = grid or scaling.tier.power_law
+    grid, placed = place(scaling, family, grid or scaling.tier.power_law)
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     table = result.loss_table()  # [width, lr, seed]
@@ -63,8 +67,9 @@ def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = N
         best = np.full(len(result.widths), int(np.argmin(mean[0])))
     rows = np.arange(len(result.widths))
     return SizeLosses(widths=result.widths, sizes=np.array([non_input_parameters(family, w) for w in result.widths], float),
-                      lrs=np.array(result.lrs)[best], mean=mean[rows, best], std=table[rows, best].std(axis=-1, ddof=1)
-                      if table.shape[-1] > 1 else np.full(len(rows), np.nan), n_seeds=table.shape[-1], lr_policy=lr_policy)
+                      lrs=np.array(result.lrs)[best], per_seed=table[rows, best], mean=mean[rows, best], std=table[rows, best].std(axis=-1, ddof=1)
+                      if table.shape[-1] > 1 else np.full(len(rows), np.nan), n_seeds=table.shape[-1], lr_policy=lr_policy,
+                      placed=placed)
 
 
 def _standard_error(points: SizeLosses) -> np.ndarray | None:
@@ -78,7 +83,7 @@ def _standard_error(points: SizeLosses) -> np.ndarray | None:
 
 def _require_widths(family: ModelFamily, grid: PowerLawGrid, needed: int, what: str) -> None:
     """Fail before any training when the grid has too few widths for the fit (E, A and α need three sizes)."""
-    widths = grid.widths or family.widths
+    widths = grid.widths.multipliers if isinstance(grid.widths, RelativeWidths) else grid.widths or family.widths
     if len(set(widths)) < needed:
         raise ValueError(f"{what} needs at least {needed} distinct widths, got {len(set(widths))}: {tuple(widths)}")
 
@@ -87,7 +92,7 @@ def _data(points: SizeLosses) -> dict[str, Any]:
     """The points behind a power-law record (what the report plots)."""
     return {"widths": list(points.widths), "sizes": points.sizes.tolist(), "losses": points.mean.tolist(),
             "seed_std": [None if np.isnan(s) else float(s) for s in points.std], "lrs": points.lrs.tolist(),
-            "lr_policy": points.lr_policy}
+            "lr_policy": points.lr_policy, **points.placed}
 
 
 def _fit_data(fit: PowerLawFit) -> dict[str, Any]:
@@ -101,9 +106,10 @@ def power_law(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = Non
     _require_widths(family, grid, 3, "the power-law check")
     points = size_losses(scaling, family, grid, lr_policy)
     fit = fit_power_law(points.sizes, points.mean)
-    # Recorded as 1 − R², ideally 0 like every recorded value, so a baseline reads a larger value as worse.
-    scaling.record(f"power_law[{family.name}]", property="power_law", family=family.name, value=1.0 - fit.r2,
-                   threshold=1.0 - grid.min_r2, fit=_fit_data(fit), **_data(points))
+    # Recorded as 1 − R², ideally 0, so that a larger value is worse.
+    seed_values = [1.0 - fit_power_law(points.sizes, losses).r2 for losses in points.per_seed.T]
+    PROPERTIES["power_law"].record(scaling, family.name, value=1.0 - fit.r2, threshold=1.0 - grid.min_r2,
+                                   seed_values=seed_values, fit=_fit_data(fit), **_data(points))
     return assert_power_law(fit, min_r2=grid.min_r2)
 
 
@@ -116,9 +122,10 @@ def extrapolates(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = 
     points = size_losses(scaling, family, grid, lr_policy)
     result = extrapolation_check(points.sizes, points.mean, holdout=grid.holdout, bootstrap=_BOOTSTRAP,
                                  seed_noise=_standard_error(points), n_sigma=grid.n_sigma)
-    scaling.record(f"extrapolation[{family.name}]", property="extrapolation", family=family.name,
-                   value=result.max_rel_error, threshold=grid.max_rel_error, fit=_fit_data(result.fit),
-                   holdout=grid.holdout, predicted=result.predicted.tolist(),
+    seed_values = [extrapolation_check(points.sizes, losses, holdout=grid.holdout, bootstrap=0).max_rel_error
+                   for losses in points.per_seed.T]
+    PROPERTIES["extrapolation"].record(scaling, family.name, value=result.max_rel_error, threshold=grid.max_rel_error,
+                   seed_values=seed_values, fit=_fit_data(result.fit), holdout=grid.holdout, predicted=result.predicted.tolist(),
                    band=[result.band_lo.tolist(), result.band_hi.tolist()] if result.band_lo is not None else None,
                    z_scores=result.z_scores.tolist() if result.z_scores is not None else None, **_data(points))
     return assert_extrapolates(result, rtol=grid.max_rel_error)

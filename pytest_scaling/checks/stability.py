@@ -10,6 +10,8 @@ import numpy as np
 from .. import metrics
 from ..assertions import assert_lr_sensitivity, assert_no_logit_divergence
 from ..family import ModelFamily
+from ..placement import place
+from ..properties import PROPERTIES
 from ..sweep import SweepResult
 from ..tiers import StabilityGrid
 from ..train import OptimizerSpec, RunResult, TrainConfig
@@ -25,7 +27,7 @@ def _stability_config(grid: StabilityGrid) -> TrainConfig:
 
 
 def stability_sweep(scaling: Any, family: ModelFamily, grid: StabilityGrid) -> SweepResult:
-    """One sweep config for both stability properties, so a cached session trains each family once."""
+    """One sweep config for both stability properties, so a cached session trains each family once (``grid`` placed)."""
     return scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                          config=_stability_config(grid), stacking=grid.stacking)
 
@@ -36,26 +38,37 @@ def _sensitivity_record(family: ModelFamily, result: SweepResult, sensitivity: m
             "values": sensitivity.mean.tolist(), "losses": json_losses(result.loss_table().mean(axis=-1))}
 
 
+def _seed_sensitivity(result: SweepResult) -> np.ndarray:
+    """S of each seed's own loss-vs-LR curve, [width, seed]."""
+    return metrics.lr_sensitivity_by_size(result.widths, result.lrs, result.loss_table(), result.initial_losses()).values
+
+
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) must stay under the tier's bound at every width: a stable recipe tolerates a wide LR range."""
-    grid = grid or scaling.tier.stability
+    grid, placed = place(scaling, family, grid or scaling.tier.stability)
     result = stability_sweep(scaling, family, grid)
     sensitivity = result.lr_sensitivity()
-    scaling.record(f"lr_sensitivity[{family.name}]", property="lr_sensitivity", value=float(sensitivity.mean.max()),
-                   threshold=grid.max_sensitivity, **_sensitivity_record(family, result, sensitivity))
+    record = _sensitivity_record(family, result, sensitivity)
+    PROPERTIES["lr_sensitivity"].record(scaling, record.pop("family"), value=float(sensitivity.mean.max()),
+                                        threshold=grid.max_sensitivity,
+                                        seed_values=_seed_sensitivity(result).max(axis=0).tolist(), **record, **placed)
     return assert_lr_sensitivity(sensitivity, max_value=grid.max_sensitivity)
 
 
 def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, family_without: ModelFamily,
                                     grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """S with qk-layernorm must be lower than without at every width: bounding attention logits is what keeps high LRs trainable."""
-    grid = grid or scaling.tier.stability
+    # Both variants sweep the grid placed on the one with qk-layernorm, so their curves compare point by point.
+    grid, placed = place(scaling, family_with, grid or scaling.tier.stability)
     results = [stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
     with_qkln, without_qkln = (result.lr_sensitivity() for result in results)
-    scaling.record(f"qk_layernorm_lowers_sensitivity[{family_with.name}]", property="qk_layernorm_lowers_sensitivity",
-                   family=family_with.name,
-                   with_qk_layernorm=_sensitivity_record(family_with, results[0], with_qkln),
-                   without_qk_layernorm=_sensitivity_record(family_without, results[1], without_qkln))
+    # The value is the largest S(with) − S(without) over widths: negative when qk-layernorm lowers S everywhere.
+    seed_values = (_seed_sensitivity(results[0]) - _seed_sensitivity(results[1])).max(axis=0)
+    PROPERTIES["qk_layernorm_lowers_sensitivity"].record(
+        scaling, family_with.name, value=float((with_qkln.mean - without_qkln.mean).max()), threshold=0.0,
+        seed_values=seed_values.tolist(),
+        with_qk_layernorm=_sensitivity_record(family_with, results[0], with_qkln),
+        without_qk_layernorm=_sensitivity_record(family_without, results[1], without_qkln), **placed)
     return assert_lr_sensitivity(with_qkln, max_value=None, lower_than=without_qkln)
 
 
@@ -79,7 +92,7 @@ def _logit_trends(run: RunResult, steps: list[int], grid: StabilityGrid) -> dict
 def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> dict[str, metrics.LogitTrend]:
     """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing, nor |log Z| drift
     away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities."""
-    grid = grid or scaling.tier.stability
+    grid, placed = place(scaling, family, grid or scaling.tier.stability)
     result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
     by_run = {key: _logit_trends(run, steps, grid) for key, run in sorted(result.runs.items())}
@@ -88,10 +101,11 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
     caps = {"attention logit": (grid.attention_logit_cap, math.inf), "|log Z|": (grid.log_z_cap, grid.max_log_z_drift)}
     # The value is the largest fraction of a cap any series reached (1 = at the cap; +inf: diverged), so a
     # baseline compares it like every other value; each series' own maximum and trend are in the data.
-    used = max((max(trend.max_abs / caps[series][0], trend.drift / caps[series][1])
-                for run_trends in by_run.values() for series, trend in run_trends.items()), default=0.0)
-    scaling.record(f"no_logit_divergence[{family.name}]", property="no_logit_divergence", family=family.name,
-                   value=float(used) if np.isfinite(used) else None, threshold=1.0,
+    used = {key: max((max(trend.max_abs / caps[series][0], trend.drift / caps[series][1])
+                      for series, trend in run_trends.items()), default=0.0) for key, run_trends in by_run.items()}
+    PROPERTIES["no_logit_divergence"].record(
+                   scaling, family.name, value=max(used.values(), default=0.0), threshold=1.0,
+                   seed_values=[max(v for (_, _, s), v in used.items() if s == seed) for seed in result.seeds],
                    caps={"attention_logit_cap": grid.attention_logit_cap, "log_z_cap": grid.log_z_cap,
                          "max_log_z_drift": grid.max_log_z_drift if math.isfinite(grid.max_log_z_drift) else None},
                    max_abs={name: t.max_abs if np.isfinite(t.max_abs) else None for name, t in trends.items()},
@@ -99,5 +113,5 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
                    diverged=[name for name, t in trends.items() if t.diverged or t.drifted or t.growing], steps=steps,
                    runs=[{"width": w, "lr": lr, "seed": s} for w, lr, s in by_run],
                    series={series: json_losses(np.array([run_trends[series].values for run_trends in by_run.values()]))
-                           for series in next(iter(by_run.values()), {})})
+                           for series in next(iter(by_run.values()), {})}, **placed)
     return assert_no_logit_divergence(trends)

@@ -17,7 +17,8 @@ import numpy as np
 
 from pytest_scaling.report.markdown import environment_line
 from pytest_scaling.report.model import ci_bounds, is_number
-from pytest_scaling.report.table import HEADERS, number, row, table
+from pytest_scaling.baseline import Z_FLAG
+from pytest_scaling.report.table import HEADERS, by_family, number, row, table
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,17 +72,23 @@ def _threshold_line(axes: Axes, threshold: Any, label: str = "threshold") -> Non
         axes.axhline(threshold, color="red", linestyle="--", label=label)
 
 
+def _flag_band(base: dict[str, Any]) -> float:
+    """Half-width of the band within which a change of the baseline's value is seed noise (Z_FLAG of its σ)."""
+    return Z_FLAG * base["noise"] if is_number(base.get("noise")) else 0.0
+
+
 def _baseline_span(axes: Axes, record: dict[str, Any], label: str = "baseline") -> None:
-    """The baseline's value ± its noise band as a grey span, where the record was compared with one."""
+    """The baseline's value ± Z_FLAG σ of its seed noise as a grey span, where the record was compared with one."""
     if record["baseline"]:
         base = record["baseline"]
-        axes.axhspan(base["value"] - base["band"], base["value"] + base["band"], color="grey", alpha=0.3, label=label)
+        band = _flag_band(base)
+        axes.axhspan(base["value"] - band, base["value"] + band, color="grey", alpha=0.3, label=label)
 
 
 def _baseline_note(record: dict[str, Any]) -> str:
-    """The baseline's value ± band for a title, where the plotted quantity is not the record's value itself."""
+    """The baseline's value and the change's z for a title, where the plotted quantity is not the record's value."""
     base = record["baseline"]
-    return f"\nbaseline {number(base['value'])} ± {number(base['band'])}" if base else ""
+    return f"\nbaseline {number(base['value'])}, z {base['z']:+.1f}" if base else ""
 
 
 def _width_axis(axes: Axes) -> None:
@@ -448,7 +455,8 @@ def render(report: dict[str, Any]) -> str:
     """The report as a self-contained HTML page (no external URLs)."""
     body = [f"<h1>Scaling report</h1><p>{html.escape(environment_line(report['environment']))}</p>"]
     if report["records"]:
-        body.append(table(report, "html"))
+        body.extend(f"<h3>family {html.escape(family)} ({len(records)} records)</h3>{table(records, 'html')}"
+                    for family, records in by_family(report))
     body.extend(_section(record) for record in report["records"])
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Scaling report</title>'
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")

@@ -8,7 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_scaling.report.model import STATUSES
-from pytest_scaling.report.table import table
+from pytest_scaling.report.table import grouped
 
 
 def environment_line(env: dict[str, Any]) -> str:
@@ -28,10 +28,10 @@ def _families(report: dict[str, Any]) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    """The report as markdown: heading, environment, status counts, the records table, then the per-family table."""
+    """The report as markdown: heading, environment, status counts, the per-family status table, then each family's records."""
     counts = Counter(record["status"] for record in report["records"])
     tally = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no records"
     parts = ["## Scaling report", "", environment_line(report["environment"]), "", f"**{tally}**", ""]
     if report["records"]:
-        parts += [table(report, "github"), "", "### Per family", "", _families(report), ""]
+        parts += [_families(report), "", grouped(report, "github", heading="### {family}"), ""]
     return "\n".join(parts)

@@ -2,9 +2,11 @@
 
 A report is ``{"schema_version", "kind": "report", "environment", "records": [...]}``; each record
 holds ``name``, ``test`` (the pytest node id, or the name when recorded outside a test), ``status``
-(one of STATUSES), the standard fields ``property``, ``family``, ``value``,
-``ci`` ([low, high] or null), ``threshold``, ``baseline`` (null, or ``{"value", "band", "delta"}``)
-and ``data``: every other recorded value (the plot data), so a report can be re-rendered or compared later.
+(one of STATUSES), the standard fields ``property``, ``family``, ``value``, ``ci`` ([low, high] or null),
+``threshold``, ``worse`` (which way the value is worse: "higher" or "higher_abs"), ``seed_values`` (the value
+measured on each seed alone, or null) and ``noise`` (the value's standard error from those, or null),
+``baseline`` (null, or ``{"value", "noise", "delta", "z"}``) and ``data``: every other recorded value (the plot
+data), so a report can be re-rendered or compared later.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
-STANDARD_FIELDS: tuple[str, ...] = ("property", "family", "value", "ci", "threshold")
+SCHEMA_VERSION = 2
+STANDARD_FIELDS: tuple[str, ...] = ("property", "family", "value", "ci", "threshold", "worse", "seed_values", "noise")
 #: pass / fail: the test's outcome; inconclusive: the test was skipped, or the record was made outside a test;
-#: regressed / improved: a passing test's value moved beyond the baseline's noise band (see pytest_scaling.baseline).
-STATUSES: tuple[str, ...] = ("pass", "fail", "regressed", "improved", "inconclusive")
+#: regressed / improved: a passing test's value moved beyond the seed noise of its baseline (see pytest_scaling.baseline);
+#: n/a: the property does not apply to the family (the record says why).
+STATUSES: tuple[str, ...] = ("pass", "fail", "regressed", "improved", "inconclusive", "n/a")
 
 
 class ReportError(Exception):
@@ -46,6 +49,8 @@ def environment(tier: str, device: str, directory: Path) -> dict[str, Any]:
 def make_record(raw: dict[str, Any], status: str) -> dict[str, Any]:
     """One report record from a ``ScalingSession`` record (``name``, ``test``, ``values``) and its test's status."""
     values = dict(raw["values"])
+    if values.get("applicable") is False:
+        status = "n/a"
     record: dict[str, Any] = {"name": raw["name"], "test": raw.get("test") or raw["name"], "status": status}
     record.update({key: values.pop(key, None) for key in STANDARD_FIELDS})
     record["baseline"] = None

@@ -1,0 +1,43 @@
+"""Placing a tier's grid on a family: relative LRs on the anchor of its LR-range step, relative widths on its own.
+
+``place(scaling, family, grid)`` returns the grid with absolute ``lrs`` / ``lr`` / ``widths`` and what it placed (the
+LR bracket and where the widths came from), which the checks put in their records so a report states them.
+Absolute grids pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+from .family import ModelFamily
+from .tiers import RelativeLRs, RelativeWidths
+
+Grid = TypeVar("Grid")
+
+
+def _widths(family: ModelFamily, relative: RelativeWidths) -> tuple[tuple[int, ...], str]:
+    """The widths a relative grid asks for: the family's own smallest ones when it gives enough, else base × m."""
+    wanted = len(relative.multipliers)
+    if len(family.widths) >= wanted:
+        return tuple(sorted(family.widths))[:wanted], "family"
+    return relative.at(family.base_width), "tier"
+
+
+def place(scaling: Any, family: ModelFamily, grid: Grid) -> tuple[Grid, dict[str, Any]]:
+    """``grid`` with its relative fields made absolute for ``family``, and the placement as record data."""
+    changes: dict[str, Any] = {}
+    placed: dict[str, Any] = {}
+    relative_lrs = {name: getattr(grid, name) for name in ("lrs", "lr") if isinstance(getattr(grid, name, None), RelativeLRs)}
+    if relative_lrs:
+        bracket = scaling.lr_bracket(family)
+        for name, relative in relative_lrs.items():
+            lrs = relative.at(bracket.anchor)
+            changes[name] = lrs if name == "lrs" else lrs[0]
+        placed["lr_bracket"] = bracket.to_record()
+    if isinstance(getattr(grid, "widths", None), RelativeWidths):
+        changes["widths"], placed["widths_from"] = _widths(family, grid.widths)
+    if "sweep" in getattr(grid, "__dataclass_fields__", {}):
+        changes["sweep"], inner = place(scaling, family, grid.sweep)
+        placed.update(inner)
+    return (dataclasses.replace(grid, **changes) if changes else grid), placed

@@ -1,0 +1,134 @@
+"""The property registry: one entry per scaling property the suite asserts (DESIGN.md §1b).
+
+An entry names the property (the record name's prefix, the marker's ``property=``, the packaged suite's test
+``test_<name>``), says what it asserts in one line, which way a change of its recorded value is *worse* (what a
+baseline comparison flags), which tier grid it runs on, the library check that runs it, and what it needs from a
+family (a depth factory). Checks record through :meth:`Property.record`, so a record carries the property's
+direction and the seed-to-seed noise of its value, which is what a baseline judges a change against.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Worse = Literal["higher", "higher_abs"]
+#: "higher": a larger value is worse, for values that are errors or bounded-above quantities (S, 1 − R², a relative
+#: error) and for signed growth (a coordinate slope, the growth of S with depth: falling is fine).
+#: "higher_abs": a value farther from 0 either way is worse (an LR-transfer slope: drifting up or down both break it).
+WORSE: tuple[str, ...] = ("higher", "higher_abs")
+
+
+def seed_noise(seed_values: Sequence[float | None] | None) -> float | None:
+    """The standard error of a value measured on these seeds: the sample std of the per-seed values over √n.
+
+    None with fewer than two finite per-seed values: one seed measures no noise."""
+    finite = [float(v) for v in seed_values or () if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return None
+    mean = sum(finite) / len(finite)
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    return std / math.sqrt(len(finite))
+
+
+@dataclass(frozen=True)
+class Property:
+    """One scaling property: how it is named, judged, run and recorded.
+
+    ``grid`` is the attribute of :class:`pytest_scaling.tiers.Tier` holding its grid (None on a tier: not asserted
+    there); ``check`` the library function in ``pytest_scaling.checks`` that runs it, called as
+    ``check(scaling, family)``; ``needs_depth``: it sweeps depths through the family's ``at_depth``.
+    """
+
+    name: str
+    summary: str
+    worse: Worse
+    grid: str
+    check: str
+    needs_depth: bool = False
+    in_suite: bool = True
+
+    def __post_init__(self) -> None:
+        if self.worse not in WORSE:
+            raise ValueError(f"property {self.name!r}: worse must be one of {WORSE}, got {self.worse!r}")
+
+    def record_name(self, family: str) -> str:
+        """The record's name in reports and baselines: ``property[family]``."""
+        return f"{self.name}[{family}]"
+
+    def run(self, scaling: Any, family: Any) -> Any:
+        """Run the property's check on ``family`` with the tier's grid."""
+        return getattr(importlib.import_module("pytest_scaling.checks"), self.check)(scaling, family)
+
+    def record(self, scaling: Any, family: str, *, value: float | None, threshold: float | None,
+               seed_values: Sequence[float | None] | None = None, ci: Sequence[float] | None = None,
+               **data: Any) -> None:
+        """Record the property's verdict evidence on ``scaling``: its value, threshold, the value measured on each
+        seed alone (``seed_values``, from which its noise is estimated) and the plot data."""
+        per_seed = None if seed_values is None else [_finite_or_none(v) for v in seed_values]
+        scaling.record(self.record_name(family), property=self.name, family=family, value=_finite_or_none(value),
+                       threshold=threshold, ci=None if ci is None else [float(c) for c in ci], worse=self.worse,
+                       seed_values=per_seed, noise=seed_noise(per_seed), **data)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """A float for JSON, None for a missing or non-finite value (a diverged run's +inf reads as no value)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _properties(*entries: Property) -> dict[str, Property]:
+    return {entry.name: entry for entry in entries}
+
+
+PROPERTIES: dict[str, Property] = _properties(
+    Property("coord_check", "no layer's activation size grows with width in the first Adam steps", "higher",
+             grid="coord_check", check="coord_check"),
+    Property("lr_curve_transfer", "the loss-vs-LR curve does not move along the LR axis as width grows", "higher_abs",
+             grid="curve_transfer", check="lr_curve_transfer"),
+    Property("lr_transfer", "the optimal LR (η*) does not drift with width", "higher_abs",
+             grid="lr_transfer", check="lr_transfer", in_suite=False),
+    Property("wider_is_better", "at the LR tuned at the narrowest width, loss does not rise with width", "higher",
+             grid="curve_transfer", check="wider_is_better"),
+    Property("power_law", "the best-LR loss follows E + A·N^-α across widths", "higher",
+             grid="power_law", check="power_law"),
+    Property("extrapolation", "a power law fitted without the largest width predicts it", "higher",
+             grid="power_law", check="extrapolates"),
+    Property("lr_sensitivity", "LR sensitivity (Wortsman et al.) stays bounded at every width", "higher",
+             grid="stability", check="lr_sensitivity"),
+    Property("qk_layernorm_lowers_sensitivity", "qk-layernorm lowers LR sensitivity at every width", "higher",
+             grid="stability", check="qk_layernorm_lowers_sensitivity", in_suite=False),
+    Property("no_logit_divergence", "attention and output logits neither diverge nor drift up to the top LR", "higher",
+             grid="stability", check="no_logit_divergence"),
+    Property("adam_epsilon", "Adam's ε stays small against every layer's gradients at the largest width", "higher",
+             grid="adam_epsilon", check="adam_epsilon"),
+    Property("depth_coord_check", "the residual stream's size does not scale with depth", "higher",
+             grid="depth_coord", check="depth_coord_check", needs_depth=True),
+    Property("depth_lr_transfer", "the loss-vs-LR curve does not move along the LR axis as depth grows", "higher_abs",
+             grid="depth_transfer", check="depth_lr_transfer", needs_depth=True),
+    Property("depth", "LR sensitivity grows with depth by at most a bound per doubling", "higher",
+             grid="depth", check="depth", needs_depth=True),
+)
+
+#: The properties the packaged suite asserts on every family, in the order it runs them.
+SUITE: tuple[Property, ...] = tuple(entry for entry in PROPERTIES.values() if entry.in_suite)
+
+
+def get(name: str) -> Property:
+    """The registry entry of a property, by name; a one-line error naming the known ones otherwise."""
+    try:
+        return PROPERTIES[name]
+    except KeyError:
+        raise ValueError(f"unknown scaling property {name!r}; known: {', '.join(PROPERTIES)}") from None
+
+
+def worse_of(property_name: str | None, recorded: Any = None) -> Worse:
+    """Which way a record's value is worse: its property's declaration, else what the record says, else |x|."""
+    if property_name in PROPERTIES:
+        return PROPERTIES[property_name].worse
+    return recorded if recorded in WORSE else "higher_abs"

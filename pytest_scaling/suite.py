@@ -1,0 +1,97 @@
+"""The packaged scaling suite: every property of the registry as a test method, run on one family.
+
+A user's repository gets the whole suite by subclassing it in a test module::
+
+    from pytest_scaling import ScalingSuite
+
+    class TestMyGPT(ScalingSuite):
+        family = my_family          # a ModelFamily, or a no-argument function returning one
+
+pytest collects the subclass like any test class; each property is a test ``test_<property>`` marked
+``@pytest.mark.scaling(property=...)``. A property that does not apply to the family (no ``at_depth`` for the
+depth properties) or that the tier does not assert skips with its reason in one line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import pytest
+
+from .properties import SUITE, Property
+
+if TYPE_CHECKING:
+    from .family import ModelFamily
+
+
+class ScalingSuite:
+    """Every suite property as a test on ``family``; subclass it as ``Test...`` and set ``family``.
+
+    ``family`` is a :class:`ModelFamily`, a no-argument function returning one, or None: then the suite runs on each
+    family given with ``--scaling-family`` (or on the ``model_family`` fixture's). ``builtin = True`` marks a class
+    whose family is one of the plugin's reference families: it does not run when ``--scaling-family`` is given.
+    """
+
+    family: ClassVar[Any] = None
+    builtin: ClassVar[bool] = False
+
+    @classmethod
+    def own_family(cls) -> ModelFamily | None:
+        """The class's own family (calling a factory), or None when it takes the session's."""
+        from .family import ModelFamily
+
+        family = cls.family
+        if family is None:
+            return None
+        if not isinstance(family, ModelFamily) and callable(family):
+            family = family()
+        if not isinstance(family, ModelFamily):
+            raise TypeError(f"{cls.__name__}.family must be a ModelFamily or a no-argument function returning one, "
+                            f"got {type(family).__name__}")
+        return family
+
+
+def not_applicable(prop: Property, family: ModelFamily) -> str | None:
+    """Why ``prop`` cannot run on ``family`` at all (one line), or None when it can."""
+    if prop.needs_depth and family.at_depth is None:
+        return (f"not applicable: family {family.name!r} gives no at_depth, so the depth properties cannot build it at "
+                "other depths (ModelFamily(at_depth=...))")
+    return None
+
+
+def not_asserted(prop: Property, tier: Any) -> str | None:
+    """Why ``tier`` does not assert ``prop`` (one line), or None when it does."""
+    if getattr(tier, prop.grid, None) is None:
+        return (f"inconclusive at this budget: the {tier.name} tier does not assert {prop.name} "
+                "(its budget is too small to resolve it); run a larger tier")
+    return None
+
+
+def run_property(scaling: Any, family: ModelFamily, prop: Property) -> Any:
+    """Run one suite property on ``family``; if it does not apply, or the tier does not assert it, record why and skip."""
+    reason = not_applicable(prop, family)
+    if reason is None:
+        reason = not_asserted(prop, scaling.tier)
+        if reason is not None:
+            prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
+            pytest.skip(reason)
+        return prop.run(scaling, family)
+    prop.record(scaling, family.name, value=None, threshold=None, applicable=False, reason=reason)
+    pytest.skip(reason)
+
+
+def _suite_test(prop: Property) -> Callable[..., Any]:
+    """The test method of one property: run it on the class's (or the session's) family."""
+
+    @pytest.mark.scaling(property=prop.name)
+    def test(self: ScalingSuite, scaling: Any, scaling_family: ModelFamily) -> None:
+        run_property(scaling, scaling_family, prop)
+
+    test.__name__ = f"test_{prop.name}"
+    test.__qualname__ = f"ScalingSuite.test_{prop.name}"
+    test.__doc__ = prop.summary
+    return test
+
+
+for _prop in SUITE:
+    setattr(ScalingSuite, f"test_{_prop.name}", _suite_test(_prop))
