@@ -11,7 +11,7 @@ import pytest
 from .. import _validate, metrics
 from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
 from ..family import ModelFamily
-from ..probes import NORM_TYPES
+from ..probes import is_norm
 from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
 from ._records import json_losses
@@ -66,10 +66,11 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
 def _top_norm(family: ModelFamily, width: int) -> str:
     """The model's last registered normalisation layer: in a pre-LN network, the final norm before the readout."""
     model, _ = family.instantiate(width, 0)
-    norms = [name for name, module in model.named_modules() if isinstance(module, NORM_TYPES)]
+    norms = [name for name, module in model.named_modules() if is_norm(module)]
     if not norms:
-        raise ValueError(f"family {family.name!r} has no normalisation layer (LayerNorm, RMSNorm, GroupNorm): the depth "
-                         "coordinate check reads the residual stream at the input of the last one")
+        raise ValueError(f"family {family.name!r} has no normalisation layer (a module whose class name contains "
+                         "'Norm': LayerNorm, RMSNorm, GroupNorm or the model's own): the depth coordinate check reads "
+                         "the residual stream at the input of the last one")
     return norms[-1]
 
 
