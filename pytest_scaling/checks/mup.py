@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from .. import metrics
+from .._result import jsonable
 from ..assertions import assert_coord_check, assert_lr_curve_transfer, assert_lr_transfer, assert_wider_is_better
 from ..family import ModelFamily
 from ..tiers import CoordCheckGrid, CurveTransferGrid, TransferGrid
@@ -30,7 +31,8 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     still shrinking towards its Theta(1) update part (measured: slope -0.28 at step 1, widths
     64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5. One run per width
     and session seed; sizes are averaged over seeds (geometrically) before the slopes, since a single
-    init per width makes the slope noisy.
+    init per width makes the slope noisy. A cell exactly 0 at some width (a zero-initialised readout or query before
+    its first update) has no slope: it is skipped and listed in the record's ``zero_cells`` (null slope).
     """
     grid = grid or scaling.tier.coord_check
     widths = grid.widths if grid.widths else family.widths
@@ -44,8 +46,9 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     sizes = metrics.seed_geometric_mean([_layer_sizes(runs, layers) for runs in runs_by_seed])[:, 1:, :]
     slopes = metrics.coord_slopes(result.widths, sizes, layers=layers, steps=range(1, grid.steps + 1))
     scaling.record(f"coord_check[{family.name}]", property="coord_check", family=family.name,
-                   value=float(slopes.slopes.max()), threshold=grid.max_abs_slope, widths=list(result.widths),
-                   seeds=list(result.seeds), slopes=slopes.slopes.tolist(), layers=layers)
+                   value=jsonable(slopes.max_slope), threshold=grid.max_abs_slope, widths=list(result.widths),
+                   seeds=list(result.seeds), slopes=jsonable(slopes.slopes), layers=layers,
+                   zero_cells=jsonable(slopes.zero_cells))
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 
