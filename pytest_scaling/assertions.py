@@ -59,17 +59,19 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
     0.15 is DESIGN §4's μP bound (SP's readout reaches ≈ 0.5-1 after one step). Layers are in
     forward order, the last being the readout. ``two_sided=False`` fails on growth only (slope >
     max_abs_slope): the blow-up that breaks transfer, while a muP readout still shrinking towards its
-    Θ(1) update part in the first steps at finite width passes.
+    Θ(1) update part in the first steps at finite width passes. Cells exactly 0 at some width (a
+    zero-initialised layer before its first update) have no slope and are skipped; a layer exactly 0 at
+    every step fails: it never moved, so it is dead, and nothing about its scaling was checked.
     """
     slopes = result.slopes
-    excess = np.abs(slopes) if two_sided else slopes
+    excess = np.where(result.measured, np.abs(slopes) if two_sided else slopes, -np.inf)
     worst = np.unravel_index(np.argmax(excess), slopes.shape)
     if excess[worst] <= max_abs_slope:
-        return result
+        return _no_dead_layers(result, "coordinate check failed: a layer never moves off 0")
     headers, rows, layer, step = _coord_table(result, worst)
     bound = f"|slope| ≤ {max_abs_slope}" if two_sided else f"slope ≤ +{max_abs_slope} (growth only)"
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
-             f"slope {slopes[worst]:+.3f}; threshold {bound}"]
+             f"slope {slopes[worst]:+.3f}; threshold {bound}", *_zero_facts(result)]
     # Growth propagates forward, so the first failing layer (forward order) is the likeliest cause.
     first = int(np.flatnonzero((excess > max_abs_slope).any(axis=1))[0])
     if step == 0:
@@ -90,11 +92,31 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
 
 
 def _coord_table(result: CoordCheckResult, worst: tuple) -> tuple[list[str], list[list[str]], str, int]:
-    """The slope table of a coordinate check (one row per layer, one column per step) and its worst cell's layer and step."""
+    """The slope table of a coordinate check (one row per layer, one column per step; cells exactly 0 at some width
+    read "0 (exact)") and its worst cell's layer and step."""
     headers = ["layer", *(f"t={t}" for t in result.steps), "max |slope|"]
-    rows = [[name, *(f"{s:+.3f}" for s in result.slopes[i]), f"{np.max(np.abs(result.slopes[i])):.3f}"]
-            for i, name in enumerate(result.layers)]
+    rows = [[name, *(f"{s:+.3f}" if ok else "0 (exact)" for s, ok in zip(slopes, measured)),
+             f"{np.max(np.abs(slopes[measured])):.3f}" if measured.any() else "—"]
+            for name, slopes, measured in zip(result.layers, result.slopes, result.measured)]
     return headers, rows, result.layers[worst[0]], result.steps[int(worst[1])]
+
+
+def _zero_facts(result: CoordCheckResult) -> list[str]:
+    """Fact lines naming the cells left out for a size of exactly 0, and the layers exactly 0 throughout."""
+    dead = result.dead_layers
+    cells = [f"{layer} at t={step}" for layer, step in result.zero_cells if layer not in dead]
+    return ([f"exactly 0 at some width, so no slope: {', '.join(cells)}"] if cells else []) + (
+        [f"exactly 0 at every step (dead: never moved, never checked): {', '.join(dead)}"] if dead else [])
+
+
+def _no_dead_layers(result: CoordCheckResult, title: str) -> CoordCheckResult:
+    """A coordinate check whose measured cells passed still fails when a layer is exactly 0 in every cell."""
+    if not result.dead_layers:
+        return result
+    headers, rows, _, _ = _coord_table(result, (0, 0))
+    _fail(title, headers, rows, _zero_facts(result),
+          "a layer that stays exactly 0 gets no update: is it zero-initialised together with the layer it multiplies "
+          "(query and key both 0, or a zero readout with a zero layer before it), or frozen (LR 0)?")
 
 
 def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.2) -> CoordCheckResult:
@@ -102,15 +124,17 @@ def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float =
 
     ``result`` comes from ``coord_slopes`` with depths in place of widths, one row per width. Growth at step 0 is
     the branches adding up at initialisation (no 1/√L), growth after it their updates adding up (no depth scaling
-    of the blocks' LR); shrinking means the blocks stop learning as depth grows.
+    of the blocks' LR); shrinking means the blocks stop learning as depth grows. Cells exactly 0 at some depth are
+    skipped and a stream exactly 0 at every step fails, as in ``assert_coord_check``.
     """
-    worst = np.unravel_index(np.argmax(np.abs(result.slopes)), result.slopes.shape)
+    excess = np.where(result.measured, np.abs(result.slopes), -np.inf)
+    worst = np.unravel_index(np.argmax(excess), result.slopes.shape)
+    if excess[worst] <= max_abs_slope:
+        return _no_dead_layers(result, "depth coordinate check failed: the residual stream is exactly 0 throughout")
     slope = float(result.slopes[worst])
-    if abs(slope) <= max_abs_slope:
-        return result
     headers, rows, layer, step = _coord_table(result, worst)
     facts = [f"depths {', '.join(_num(d) for d in result.widths)}; worst: {layer} at step {step}, "
-             f"slope {slope:+.3f}; threshold |slope| ≤ {max_abs_slope}"]
+             f"slope {slope:+.3f}; threshold |slope| ≤ {max_abs_slope}", *_zero_facts(result)]
     if step == 0 and slope > 0:
         hint = ("the residual branches add up at initialisation: scale each by 1/√L "
                 "(families.gpt(residual_scale='1/sqrt(L)'))")

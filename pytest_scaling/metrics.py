@@ -230,17 +230,38 @@ def lr_sensitivity_by_size(sizes: ArrayLike, lrs: ArrayLike, losses: ArrayLike, 
 
 @dataclass(frozen=True, eq=False)
 class CoordCheckResult(Result):
-    """Slopes of log activation size on log width, per layer and step (μP: all near 0)."""
+    """Slopes of log activation size on log width, per layer and step (μP: all near 0).
+
+    A (layer, step) cell whose size is exactly 0 at some width has no log-log slope: its slope is NaN and it is
+    listed in ``zero_cells``. A zero-initialised readout or query projection (Tensor Programs V) is exactly 0
+    until its first update; a layer 0 in every cell (``dead_layers``) never moved at all."""
 
     widths: np.ndarray
     layers: tuple[str, ...]
-    slopes: np.ndarray  # [layer, step]
+    slopes: np.ndarray  # [layer, step]; NaN in the cells of zero_cells
     sizes: np.ndarray  # [layer, step, width]
     steps: tuple[int, ...] = ()  # the training step of each step column
+    zero_cells: tuple[tuple[str, int], ...] = ()  # (layer, step) of each cell exactly 0 at some width
+
+    @property
+    def measured(self) -> np.ndarray:
+        """[layer, step]: True where the slope exists (no width's size is exactly 0)."""
+        return ~np.isnan(self.slopes)
+
+    @property
+    def dead_layers(self) -> tuple[str, ...]:
+        """Layers exactly 0 at every step (at one width or more): nothing about them can be measured."""
+        return tuple(name for name, row in zip(self.layers, self.measured) if not row.any())
+
+    @property
+    def max_slope(self) -> float:
+        """The largest slope over the measured cells (growth); NaN when no cell is measured."""
+        return float(np.max(self.slopes[self.measured])) if self.measured.any() else math.nan
 
     @property
     def max_abs_slope(self) -> float:
-        return float(np.max(np.abs(self.slopes)))
+        """The largest |slope| over the measured cells; NaN when no cell is measured."""
+        return float(np.max(np.abs(self.slopes[self.measured]))) if self.measured.any() else math.nan
 
 
 #: Resolution of the curve-shift search, and the spacing its curves are compared at, in log2 LR.
@@ -312,32 +333,37 @@ def lr_curve_shift(sizes: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *,
 
 def seed_geometric_mean(sizes: Sequence[ArrayLike]) -> np.ndarray:
     """Activation sizes averaged over seeds (the first axis) geometrically: the log-log slope of the mean is the
-    mean of the seeds' slopes, so one noisy seed cannot dominate."""
-    return np.exp(np.mean(np.log(np.asarray(sizes, dtype=float)), axis=0))
+    mean of the seeds' slopes, so one noisy seed cannot dominate. A size of exactly 0 in any seed gives 0 (the
+    geometric mean's value), which ``coord_slopes`` reports as a zero cell."""
+    with np.errstate(divide="ignore"):
+        return np.exp(np.mean(np.log(np.asarray(sizes, dtype=float)), axis=0))
 
 
 def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | None = None,
                  steps: Sequence[int] | None = None) -> CoordCheckResult:
     """Least-squares slope of log size against log width for each (layer, step) of sizes [layer, step, width].
 
-    ``steps`` labels the step columns (default 0, 1, ...)."""
+    ``steps`` labels the step columns (default 0, 1, ...). A cell with a size of exactly 0 at any width gets slope
+    NaN and is listed in the result's ``zero_cells`` (a zero-initialised layer before its first update)."""
     widths = check.increasing("widths", widths)
     sizes = np.asarray(sizes, dtype=float)
     if sizes.ndim != 3 or sizes.shape[2] != widths.size:
         raise ValueError(f"sizes must have shape [layer, step, width={widths.size}], got {sizes.shape}")
-    if not np.all(np.isfinite(sizes) & (sizes > 0)):
-        raise ValueError("activation sizes must be finite and positive")
+    if not np.all(np.isfinite(sizes) & (sizes >= 0)):
+        raise ValueError("activation sizes must be finite and non-negative")
     names = tuple(layers) if layers is not None else tuple(f"layer{i}" for i in range(sizes.shape[0]))
     if len(names) != sizes.shape[0]:
         raise ValueError(f"got {len(names)} layer names for {sizes.shape[0]} layers")
-    log_w = np.log(widths) - np.log(widths).mean()
-    log_s = np.log(sizes)
-    slopes = (log_s - log_s.mean(axis=2, keepdims=True)) @ log_w / (log_w @ log_w)
     step_labels = tuple(int(t) for t in steps) if steps is not None else tuple(range(sizes.shape[1]))
     if len(step_labels) != sizes.shape[1]:
         raise ValueError(f"got {len(step_labels)} step labels for {sizes.shape[1]} steps")
+    zero = np.any(sizes == 0, axis=2)  # [layer, step]
+    log_w = np.log(widths) - np.log(widths).mean()
+    log_s = np.log(np.where(sizes > 0, sizes, 1.0))
+    slopes = np.where(zero, np.nan, (log_s - log_s.mean(axis=2, keepdims=True)) @ log_w / (log_w @ log_w))
     return CoordCheckResult(widths=frozen(widths), layers=names, slopes=frozen(slopes), sizes=frozen(sizes),
-                            steps=step_labels)
+                            steps=step_labels,
+                            zero_cells=tuple((names[i], step_labels[j]) for i, j in zip(*np.nonzero(zero))))
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,21 +1,28 @@
 """Probes read during chosen forward passes: layer output sizes, norm-layer input sizes and attention logits.
 
 ``probing(model)`` hooks every parameterised leaf module and records the mean |output|
-(the coordinate-check statistic) and, for normalisation layers, the mean |input|: in a pre-LN
-network the final norm reads the residual stream the readout sees, the depth check's statistic.
-Attention modules report their largest logit through ``record_attention_logits`` (user models may
-call it too). Outside ``probing`` all of it costs nothing.
+(the coordinate-check statistic) and, for normalisation layers (``is_norm``), the mean |input|: in a
+pre-LN network the final norm reads the residual stream the readout sees, the depth check's statistic.
+The largest attention logit of each attention module is recorded from any of: calls to
+``F.scaled_dot_product_attention`` (seen by a torch function mode), ``nn.MultiheadAttention`` modules
+(recomputed from their weights and inputs by a pre-hook), and ``record_attention_logits`` for hand-written
+attention. A model needs no change for any of it; outside ``probing`` nothing is installed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
+import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 @dataclass
@@ -27,35 +34,174 @@ class ProbeRecorder:
     norm_input_size: dict[str, float] = field(default_factory=dict)
     attention_logit_max: dict[str, float] = field(default_factory=dict)
 
+    def name_of(self, module: nn.Module) -> str:
+        """The module's name in the probed model; its class name for the root (named "") or a foreign module."""
+        return self.module_names.get(id(module)) or type(module).__name__
+
+    def note_attention(self, name: str, logit_max: float) -> None:
+        """Keep the largest logit a module produced over its calls (NaN, a diverged run, wins)."""
+        previous = self.attention_logit_max.get(name, -math.inf)
+        self.attention_logit_max[name] = float(np.maximum(previous, logit_max))
+
 
 _ACTIVE: contextvars.ContextVar[ProbeRecorder | None] = contextvars.ContextVar("pytest_scaling_probe", default=None)
 
+# "norm" not followed by "al": LayerNorm, RMSNorm, ScaleNorm, BatchNorm1d, QKNorm; not Normal(izer|ization|ize).
+_NORM_NAME = re.compile(r"norm(?!al)", re.IGNORECASE)
 
-NORM_TYPES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm)
+
+def is_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a normalisation layer: its class (or a base class) is named like one, e.g. LayerNorm,
+    RMSNorm, GroupNorm, a user's own ``class RMSNorm(nn.Module)`` or a LayerNorm subclass, and it holds no
+    submodule with parameters.
+
+    By name rather than by behaviour (output invariant to the input's scale) because the depth check must find the
+    final norm in a freshly built model, without knowing its input shape or running user code. "Norm" followed by
+    "al" is not a norm: ``Normalizer``/``Normalize``/``Normalization`` name fixed-statistics input scalers (sklearn,
+    torchvision, keras), ``Normal`` a distribution; a norm class so named is missed (rename it, e.g. ``...Norm``).
+    A module holding parameterised submodules is a container (``PreNormBlock``), not the norm itself.
+    """
+    named = any(_NORM_NAME.search(cls.__name__) for cls in type(module).__mro__)
+    return named and not any(True for child in module.children() for _ in child.parameters())
 
 
 def _leaf_with_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
+def _mask_bias(mask: torch.Tensor, *, true_means_attend: bool) -> torch.Tensor:
+    """An attention mask as an additive float bias: boolean masks give 0 where attended, -inf elsewhere."""
+    if mask.dtype != torch.bool:
+        return mask.float()
+    blocked = ~mask if true_means_attend else mask
+    return torch.zeros(mask.shape, device=mask.device).masked_fill(blocked, -math.inf)
+
+
+def _causal_bias(query_len: int, key_len: int, device: torch.device) -> torch.Tensor:
+    """SDPA's causal mask (top-left aligned: query i attends keys j <= i) as an additive bias."""
+    attend = torch.ones(query_len, key_len, dtype=torch.bool, device=device).tril()
+    return _mask_bias(attend, true_means_attend=True)
+
+
+def _logit_max(q: torch.Tensor, k: torch.Tensor, scale: float, biases: list[torch.Tensor]) -> float:
+    """max over every entry of ``q kᵀ scale + biases`` (q [..., L, E], k [..., S, E], biases broadcast to [..., L, S])."""
+    logits = (q.float() @ k.float().transpose(-2, -1)) * scale
+    for bias in biases:
+        logits = logits + bias
+    return float(logits.max())
+
+
+def _sdpa_logit_max(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                    dropout_p: float = 0.0, is_causal: bool = False, *, scale: float | None = None,
+                    enable_gqa: bool = False) -> float | None:
+    """The largest logit ``F.scaled_dot_product_attention`` computes with these arguments (same signature); None for
+    nested (jagged) tensors, which have no dense logits to take it from."""
+    if query.is_nested or key.is_nested:
+        return None
+    if enable_gqa and key.size(-3) != query.size(-3):
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), dim=-3)
+    biases = [] if attn_mask is None else [_mask_bias(attn_mask, true_means_attend=True)]
+    if is_causal:
+        biases.append(_causal_bias(query.size(-2), key.size(-2), query.device))
+    return _logit_max(query, key, 1.0 / math.sqrt(query.size(-1)) if scale is None else scale, biases)
+
+
+def _mha_logit_max(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
+                   attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
+                   is_causal: bool = False) -> float:
+    """The largest logit (q·kᵀ/√head_dim after the in-projection, masked) of ``mha`` called with these arguments
+    (``nn.MultiheadAttention.forward``'s signature); computed from its weights, whichever kernel it then runs."""
+    if query.dim() == 2:  # unbatched [L, E]: a batch of one
+        query, key = query.unsqueeze(1), key.unsqueeze(1)
+        key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
+    elif mha.batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)
+    embed, heads = mha.embed_dim, mha.num_heads
+    head_dim = embed // heads
+    if mha._qkv_same_embed_dim:
+        w_q, w_k = mha.in_proj_weight[:embed], mha.in_proj_weight[embed:2 * embed]
+    else:
+        w_q, w_k = mha.q_proj_weight, mha.k_proj_weight
+    b_q, b_k = (None, None) if mha.in_proj_bias is None else mha.in_proj_bias.chunk(3)[:2]
+    q, k = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k)  # [L, N, E], [S, N, E]
+    batch = q.size(1)
+    if mha.bias_k is not None:
+        k = torch.cat([k, mha.bias_k.expand(1, batch, embed)])
+    q = q.reshape(q.size(0), batch, heads, head_dim).permute(1, 2, 0, 3)  # [N, H, L, head_dim]
+    k = k.reshape(k.size(0), batch, heads, head_dim).permute(1, 2, 0, 3)
+    if mha.add_zero_attn:
+        k = torch.cat([k, k.new_zeros(batch, heads, 1, head_dim)], dim=2)
+    extra_keys = k.size(2) - key.size(0)  # bias_k and the zero key are attended whatever the masks say
+    biases = []
+    if attn_mask is not None:  # True = masked; [L, S] or [N * H, L, S]; is_causal only says it is causal
+        bias = _mask_bias(attn_mask, true_means_attend=False)
+        biases.append(F.pad(bias.reshape(-1, heads, *bias.shape[-2:]) if bias.dim() == 3 else bias, (0, extra_keys)))
+    elif is_causal:
+        biases.append(_causal_bias(q.size(2), k.size(2), q.device))
+    if key_padding_mask is not None:  # [N, S], True = padding
+        bias = _mask_bias(key_padding_mask, true_means_attend=False)
+        biases.append(F.pad(bias, (0, extra_keys))[:, None, None, :])
+    return _logit_max(q, k, 1.0 / math.sqrt(head_dim), biases)
+
+
+class _SDPALogits(TorchFunctionMode):
+    """Records the largest logit of every ``F.scaled_dot_product_attention`` call under the innermost running module,
+    then runs the call unchanged."""
+
+    def __init__(self, recorder: ProbeRecorder, running: list[nn.Module]):
+        super().__init__()
+        self.recorder, self.running = recorder, running
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            with torch.no_grad():
+                logit_max = _sdpa_logit_max(*args, **kwargs)
+            if logit_max is not None:
+                name = self.recorder.name_of(self.running[-1]) if self.running else "scaled_dot_product_attention"
+                self.recorder.note_attention(name, logit_max)
+        return func(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
-    """Record probes for the forward passes inside the block."""
+    """Record probes for the forward passes inside the block; every hook and the function mode go when it exits."""
     recorder = ProbeRecorder(module_names={id(m): n for n, m in model.named_modules()})
     leaves = {id(m) for m in model.modules() if _leaf_with_params(m)}
+    norms = {id(m) for m in model.modules() if is_norm(m)}
+    running: list[nn.Module] = []  # the modules whose forward is running, innermost last
 
-    def hook(module: nn.Module, args: tuple, output: object) -> None:
+    def record_sizes(module: nn.Module, args: tuple, output: object) -> None:
         name = recorder.module_names[id(module)]
         if id(module) in leaves and isinstance(output, torch.Tensor) and output.numel():
             recorder.activation_size[name] = float(output.detach().float().abs().mean())
-        if isinstance(module, NORM_TYPES) and args and isinstance(args[0], torch.Tensor) and args[0].numel():
+        if id(module) in norms and args and isinstance(args[0], torch.Tensor) and args[0].numel():
             recorder.norm_input_size[name] = float(args[0].detach().float().abs().mean())
 
-    # Norm layers are hooked with or without a learned gain: the depth check reads the final one's input.
-    handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in leaves or isinstance(m, NORM_TYPES)]
+    def enter(module: nn.Module, args: tuple) -> None:
+        running.append(module)
+
+    def leave(module: nn.Module, args: tuple, output: object) -> None:
+        running.pop()  # a hook's return value would replace the output: return None
+
+    def record_mha(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        with torch.no_grad():
+            recorder.note_attention(recorder.name_of(module), _mha_logit_max(module, *args, **kwargs))
+
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(enter))
+        handles.append(m.register_forward_hook(leave, always_call=True))
+        # Norm layers are hooked with or without a learned gain: the depth check reads the final one's input.
+        if id(m) in leaves or id(m) in norms:
+            handles.append(m.register_forward_hook(record_sizes))
+        if isinstance(m, nn.MultiheadAttention):
+            handles.append(m.register_forward_pre_hook(record_mha, with_kwargs=True))
     token = _ACTIVE.set(recorder)
     try:
-        yield recorder
+        with _SDPALogits(recorder, running):
+            yield recorder
     finally:
         _ACTIVE.reset(token)
         for h in handles:
@@ -63,8 +209,8 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
 
 
 def record_attention_logits(module: nn.Module, logits: torch.Tensor) -> None:
-    """Record the largest attention logit (``q_i . k_j * scale``, masked entries at -inf) when probing."""
+    """Record the largest attention logit (``q_i . k_j * scale``, masked entries at -inf) when probing; for hand-written
+    attention (SDPA calls and ``nn.MultiheadAttention`` are seen without it). Several calls keep the largest."""
     recorder = _ACTIVE.get()
     if recorder is not None:
-        name = recorder.module_names.get(id(module), type(module).__name__)
-        recorder.attention_logit_max[name] = float(logits.detach().max())
+        recorder.note_attention(recorder.name_of(module), float(logits.detach().max()))

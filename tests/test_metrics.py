@@ -217,8 +217,8 @@ def test_coord_slopes_recover_power_of_width():
     "sizes, layers, match",
     [
         (np.ones((2, 3, 4)), None, r"sizes must have shape \[layer, step, width=5\]"),
-        (np.zeros((2, 3, 5)), None, "finite and positive"),
-        (np.full((2, 3, 5), np.nan), None, "finite and positive"),
+        (np.full((2, 3, 5), -1.0), None, "finite and non-negative"),
+        (np.full((2, 3, 5), np.nan), None, "finite and non-negative"),
         (np.ones((2, 3, 5)), ["a"], "1 layer names for 2 layers"),
     ],
 )

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from .. import _validate, metrics
+from .._result import jsonable
 from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
 from ..family import ModelFamily
 from ..placement import place
+from ..probes import is_norm
 from ..properties import PROPERTIES
-from ..probes import NORM_TYPES
 from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
 from ._records import json_losses
@@ -90,10 +91,11 @@ def _placement_family(given: DepthFamilies, families: list[ModelFamily]) -> Mode
 def _top_norm(family: ModelFamily, width: int) -> str:
     """The model's last registered normalisation layer: in a pre-LN network, the final norm before the readout."""
     model, _ = family.instantiate(width, 0)
-    norms = [name for name, module in model.named_modules() if isinstance(module, NORM_TYPES)]
+    norms = [name for name, module in model.named_modules() if is_norm(module)]
     if not norms:
-        raise ValueError(f"family {family.name!r} has no normalisation layer (LayerNorm, RMSNorm, GroupNorm): the depth "
-                         "coordinate check reads the residual stream at the input of the last one")
+        raise ValueError(f"family {family.name!r} has no normalisation layer (a module whose class name contains "
+                         "'Norm': LayerNorm, RMSNorm, GroupNorm or the model's own): the depth coordinate check reads "
+                         "the residual stream at the input of the last one")
     return norms[-1]
 
 
@@ -123,12 +125,11 @@ def depth_coord_check(scaling: Any, build_family: DepthFamilies,
     sizes = metrics.seed_geometric_mean(per_seed)
     layers = [f"width {w}: {norms[-1]} input" for w in grid.widths]
     slopes = metrics.coord_slopes(grid.depths, sizes, layers=layers, steps=range(grid.steps + 1))
-    seed_values = [float(np.abs(metrics.coord_slopes(grid.depths, seed_sizes, layers=layers).slopes).max())
-                   for seed_sizes in per_seed]
+    seed_values = [metrics.coord_slopes(grid.depths, seed_sizes, layers=layers).max_abs_slope for seed_sizes in per_seed]
     PROPERTIES["depth_coord_check"].record(scaling, name, seed_values=seed_values, **placed,
-                   families=[f.name for f in families], value=float(np.abs(slopes.slopes).max()),
+                   families=[f.name for f in families], value=slopes.max_abs_slope,
                    threshold=grid.max_abs_slope, depths=list(grid.depths), widths=list(grid.widths),
-                   seeds=list(results[0].seeds), slopes=slopes.slopes.tolist(), sizes=sizes.tolist())
+                   seeds=list(results[0].seeds), slopes=jsonable(slopes.slopes), sizes=jsonable(sizes))
     return assert_depth_coord_check(slopes, max_abs_slope=grid.max_abs_slope)
 
 

@@ -33,7 +33,8 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     still shrinking towards its Theta(1) update part (measured: slope -0.28 at step 1, widths
     64-1024). Growth is what breaks transfer; SP's readout grows with slope >= 0.5. One run per width
     and session seed; sizes are averaged over seeds (geometrically) before the slopes, since a single
-    init per width makes the slope noisy.
+    init per width makes the slope noisy. A cell exactly 0 at some width (a zero-initialised readout or query before
+    its first update) has no slope: it is skipped and listed in the record's ``zero_cells`` (null slope).
     """
     grid, placed = place(scaling, family, grid or scaling.tier.coord_check)
     widths = grid.widths if grid.widths else family.widths
@@ -47,11 +48,11 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     per_seed = [_layer_sizes(runs, layers)[:, 1:, :] for runs in runs_by_seed]
     steps = range(1, grid.steps + 1)
     slopes = metrics.coord_slopes(result.widths, metrics.seed_geometric_mean(per_seed), layers=layers, steps=steps)
-    seed_values = [float(metrics.coord_slopes(result.widths, sizes, layers=layers, steps=steps).slopes.max())
-                   for sizes in per_seed]
-    PROPERTIES["coord_check"].record(scaling, family.name, value=float(slopes.slopes.max()), threshold=grid.max_abs_slope,
+    seed_values = [metrics.coord_slopes(result.widths, sizes, layers=layers, steps=steps).max_slope for sizes in per_seed]
+    PROPERTIES["coord_check"].record(scaling, family.name, value=slopes.max_slope, threshold=grid.max_abs_slope,
                                      seed_values=seed_values, widths=list(result.widths), seeds=list(result.seeds),
-                                     slopes=slopes.slopes.tolist(), layers=layers, lr=grid.lr, **placed)
+                                     slopes=jsonable(slopes.slopes), layers=layers, zero_cells=jsonable(slopes.zero_cells),
+                                     lr=grid.lr, **placed)
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 

@@ -77,25 +77,37 @@ def _probe_series(steps: list[int], values: Any) -> np.ndarray:
     return np.array(list(values) + [np.inf] * (len(steps) - len(values)))
 
 
-def _logit_trends(run: RunResult, steps: list[int], grid: StabilityGrid) -> dict[str, metrics.LogitTrend]:
-    """The run's max attention logit (max over layers) and |mean log Z| per probe step, as trends."""
-    attention = run.probes.get("attention_logit_max", {})
-    max_attention = np.max(list(attention.values()), axis=0) if attention else []
+#: The record's note when no run of a sweep recorded an attention logit: the attention series is not checked.
+NO_ATTENTION = ("not applicable: no attention layer found (no scaled_dot_product_attention, nn.MultiheadAttention "
+                "or record_attention_logits call)")
+
+
+def _logit_trends(run: RunResult, steps: list[int], grid: StabilityGrid, attention: bool) -> dict[str, metrics.LogitTrend]:
+    """The run's max attention logit (max over layers; left out when ``attention`` is False: the model has no
+    attention layer) and |mean log Z| per probe step, as trends."""
+    trends: dict[str, metrics.LogitTrend] = {}
+    if attention:
+        probed = run.probes.get("attention_logit_max", {})
+        max_attention = np.max(list(probed.values()), axis=0) if probed else []
+        trends["attention logit"] = metrics.logit_trend(steps, _probe_series(steps, max_attention),
+                                                        cap=grid.attention_logit_cap)
     log_z = np.abs(run.probes.get("output", {}).get("log_z_mean", []))
-    return {
-        "attention logit": metrics.logit_trend(steps, _probe_series(steps, max_attention), cap=grid.attention_logit_cap),
-        "|log Z|": metrics.logit_trend(steps, _probe_series(steps, log_z), cap=grid.log_z_cap,
-                                       max_drift=grid.max_log_z_drift),
-    }
+    trends["|log Z|"] = metrics.logit_trend(steps, _probe_series(steps, log_z), cap=grid.log_z_cap,
+                                           max_drift=grid.max_log_z_drift)
+    return trends
 
 
 def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> dict[str, metrics.LogitTrend]:
     """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing, nor |log Z| drift
-    away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities."""
+    away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities.
+    A model without attention layers has its |log Z| checked alone (the record says attention is not applicable)."""
     grid, placed = place(scaling, family, grid or scaling.tier.stability)
     result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
-    by_run = {key: _logit_trends(run, steps, grid) for key, run in sorted(result.runs.items())}
+    # A run that diverged before its first probe has no attention series either: only a sweep where none has one
+    # has no attention layer.
+    attention = any(run.probes.get("attention_logit_max") for run in result.runs.values())
+    by_run = {key: _logit_trends(run, steps, grid, attention) for key, run in sorted(result.runs.items())}
     trends = {f"w={w} lr={lr:.3g} seed={s} {series}": trend
               for (w, lr, s), run_trends in by_run.items() for series, trend in run_trends.items()}
     caps = {"attention logit": (grid.attention_logit_cap, math.inf), "|log Z|": (grid.log_z_cap, grid.max_log_z_drift)}
@@ -113,5 +125,6 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
                    diverged=[name for name, t in trends.items() if t.diverged or t.drifted or t.growing], steps=steps,
                    runs=[{"width": w, "lr": lr, "seed": s} for w, lr, s in by_run],
                    series={series: json_losses(np.array([run_trends[series].values for run_trends in by_run.values()]))
-                           for series in next(iter(by_run.values()), {})}, **placed)
+                           for series in next(iter(by_run.values()), {})},
+                   **({} if attention else {"attention": NO_ATTENTION}), **placed)
     return assert_no_logit_divergence(trends)
