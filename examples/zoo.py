@@ -8,6 +8,8 @@ The suite's own tests use the variants as negative controls:
 
     family = make("no_readout_multiplier")       # the user's family after one bad change
     family.at_depth(8)                           # the same variant at 8 layers
+
+or from the command line: ``pytest scaling_tests/ --scaling-family examples.zoo:clean`` (or ``examples.zoo:<variant>``).
 """
 
 from __future__ import annotations
@@ -238,3 +240,15 @@ def make(variant: str | None = None, *, n_layers: int = BASE_DEPTH, name: str = 
         at_depth=at_depth,
     )
 
+
+
+def clean() -> ModelFamily:
+    """The clean model, for ``--scaling-family examples.zoo:clean``."""
+    return make()
+
+
+def __getattr__(name: str) -> functools.partial:
+    """Each variant by name, for ``--scaling-family examples.zoo:<variant>`` (e.g. ``examples.zoo:no_z_loss``)."""
+    if name in _MISTAKES:
+        return functools.partial(make, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

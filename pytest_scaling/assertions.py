@@ -243,25 +243,25 @@ def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence
     if isinstance(values_or_result, SensitivityResult):
         res = values_or_result
         labels, means, per_seed = [_num(z) for z in res.sizes], res.mean, res.values
-        size_header, growth = res.size_name, res.growth_per_doubling
+        size_header, growth, name = res.size_name, res.growth_per_doubling, res.label
     else:
         means = np.atleast_1d(np.asarray(values_or_result, dtype=float))
-        labels, per_seed, size_header, growth = [str(i) for i in range(means.size)], means[:, None], "#", None
+        labels, per_seed, size_header, growth, name = [str(i) for i in range(means.size)], means[:, None], "#", None, "S"
         if max_growth_per_doubling is not None or lower_than is not None:
             raise ValueError("growth and comparison checks need a SensitivityResult (sizes), not bare values")
     problems = []
     if max_value is not None and not np.all(means <= max_value):
-        problems.append(f"S exceeds {max_value} (max {np.max(means):.4g})")
+        problems.append(f"{name} exceeds {max_value} (max {np.max(means):.4g})")
     if max_growth_per_doubling is not None and growth is not None and growth > max_growth_per_doubling:
-        problems.append(f"S grows {growth:.4g} per doubling of {size_header} > {max_growth_per_doubling}")
+        problems.append(f"{name} grows {growth:.4g} per doubling of {size_header} > {max_growth_per_doubling}")
     if lower_than is not None:
         if lower_than.sizes.shape != res.sizes.shape or not np.allclose(lower_than.sizes, res.sizes):
             raise ValueError("lower_than must cover the same sizes")
         if not np.all(means < lower_than.mean):
-            problems.append("S is not lower than the reference variant at every size")
+            problems.append(f"{name} is not lower than the reference variant at every size")
     if not problems:
         return values_or_result
-    headers = [size_header, "S (mean)", "S per seed"] + (["reference S"] if lower_than is not None else [])
+    headers = [size_header, f"{name} (mean)", f"{name} per seed"] + ([f"reference {name}"] if lower_than is not None else [])
     rows = [[label, _num(m), ", ".join(_num(v) for v in per_seed[i])]
             + ([_num(lower_than.mean[i])] if lower_than is not None else [])
             for i, (label, m) in enumerate(zip(labels, means))]

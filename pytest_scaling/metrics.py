@@ -193,39 +193,57 @@ def lr_transfer(widths: ArrayLike, lrs: ArrayLike, losses: ArrayLike, *, initial
     )
 
 
-def lr_sensitivity(lrs: ArrayLike, losses: ArrayLike, initial_loss: float) -> float:
-    """Wortsman et al.'s S = mean over the grid of [min(L(η), L0) − L*]; non-finite losses count as L0."""
+def lr_sensitivity(lrs: ArrayLike, losses: ArrayLike, initial_loss: float, *, relative: bool = False) -> float:
+    """Wortsman et al.'s S = mean over the grid of [min(L(η), L0) − L*]; non-finite losses count as L0.
+
+    ``relative`` divides S by the curve's depth L0 − L*: the fraction of the improvement the best LR makes that an LR
+    of the grid loses on average (0: every LR as good as the best; 1: none trains). S is in nats of one task, so
+    its bound does not carry to another (another vocabulary, another floor); the fraction does, on a grid placed
+    relative to the family's own LR range."""
     lrs = check.lr_grid(lrs)
     raw = check.vector("losses", losses, finite=False)
     check.same_length(lrs=lrs, losses=raw)
-    curve = _diverged_as_initial(raw, check.finite_scalar("initial_loss", initial_loss))
-    return float(np.mean(curve - curve.min()))
+    initial = check.finite_scalar("initial_loss", initial_loss)
+    curve = _diverged_as_initial(raw, initial)
+    value = float(np.mean(curve - curve.min()))
+    if not relative:
+        return value
+    depth = initial - float(curve.min())
+    return value / depth if depth > 0 else 1.0
 
 
 @dataclass(frozen=True, eq=False)
 class SensitivityResult(Result):
-    """LR sensitivity per size (width or depth) and seed, with its growth per doubling of size."""
+    """LR sensitivity per size (width or depth) and seed, with its growth per doubling of size; ``relative``: S over the
+    curve's depth L0 − L* (see ``lr_sensitivity``) rather than S in nats."""
 
     sizes: np.ndarray
     size_name: str
     values: np.ndarray  # [size, seed]
     mean: np.ndarray  # [size]
     growth_per_doubling: float | None  # least-squares slope of mean S on log2 size; None with one size
+    relative: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the values are, for tables: S in nats or S / (L0 − L*)."""
+        return "S/(L0−L*)" if self.relative else "S"
 
 
 def lr_sensitivity_by_size(sizes: ArrayLike, lrs: ArrayLike, losses: ArrayLike, initial_loss: ArrayLike, *,
-                           size_name: str = "width") -> SensitivityResult:
+                           size_name: str = "width", relative: bool = False) -> SensitivityResult:
     """lr_sensitivity for each (size, seed) of losses [size, lr, seed]; initial_loss scalar or [size, seed]."""
     sizes, lrs, losses = _sweep(sizes, lrs, losses, name=size_name + "s")
     n_z, _, n_s = losses.shape
     init = _initial_losses(initial_loss, (n_z, n_s))
-    values = np.array([[lr_sensitivity(lrs, losses[z, :, s], init[z, s]) for s in range(n_s)] for z in range(n_z)])
+    values = np.array([[lr_sensitivity(lrs, losses[z, :, s], init[z, s], relative=relative) for s in range(n_s)]
+                       for z in range(n_z)])
     mean = values.mean(axis=1)
     growth = None
     if n_z > 1:
         growth = float(np.polyfit(np.log2(sizes), mean, 1)[0])
     return SensitivityResult(sizes=frozen(sizes), size_name=size_name, values=frozen(values), mean=frozen(mean),
-                             growth_per_doubling=growth)
+                             growth_per_doubling=growth, relative=relative)
 
 
 @dataclass(frozen=True, eq=False)

@@ -69,10 +69,15 @@ class SweepResult:
     def lr_transfer(self, **kwargs: Any) -> metrics.TransferResult:
         return metrics.lr_transfer(self.widths, self.lrs, self.loss_table(), initial_loss=self.initial_losses(), **kwargs)
 
-    def lr_sensitivity(self) -> metrics.SensitivityResult:
-        """Wortsman et al.'s LR sensitivity per width (seed-mean loss curve)."""
+    def lr_sensitivity(self, *, relative: bool = False, per_seed: bool = False) -> metrics.SensitivityResult:
+        """Wortsman et al.'s LR sensitivity per width, of the seed-mean loss curve (or of each seed's, ``per_seed``);
+        ``relative``: as a fraction of the curve's depth (``metrics.lr_sensitivity``)."""
+        if per_seed:
+            return metrics.lr_sensitivity_by_size(self.widths, self.lrs, self.loss_table(), self.initial_losses(),
+                                                  relative=relative)
         curves = _seed_mean(self.loss_table())[:, :, None]  # [width, lr, 1]: the seed-mean curve as one seed
-        return metrics.lr_sensitivity_by_size(self.widths, self.lrs, curves, self.initial_losses().mean(axis=1, keepdims=True))
+        return metrics.lr_sensitivity_by_size(self.widths, self.lrs, curves, self.initial_losses().mean(axis=1, keepdims=True),
+                                              relative=relative)
 
     def best_loss_per_width(self) -> np.ndarray:
         """Per width, the seed-mean loss at the best LR of the grid (the best case, per Metz)."""

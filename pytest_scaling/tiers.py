@@ -108,7 +108,8 @@ class StabilityGrid:
 
     Trained with Wortsman et al.'s recipe (AdamW, warmup + cosine, clip 1.0, independent weight decay
     ``weight_decay``), attention and output logits probed every ``probe_every`` steps. ``max_sensitivity``
-    bounds S; a run's max attention logit or |log Z| past its cap counts as diverged, and |log Z| in the
+    bounds S, in nats or (``relative_sensitivity``) as a fraction of the curve's depth L0 − L*, which carries from
+    one task to another (``metrics.lr_sensitivity``); a run's max attention logit or |log Z| past its cap counts as diverged, and |log Z| in the
     second half more than ``max_log_z_drift`` nats above its value at step 0 as drifted (it starts near
     log(vocab); z-loss holds it near 0; inf: not checked). ``stacking`` is the sweep's (on 2 CPU cores
     stacked GPT runs were slower than a per-run loop); ``seeds`` caps the session's seeds (None: all of them)."""
@@ -126,6 +127,7 @@ class StabilityGrid:
     max_log_z_drift: float = math.inf
     stacking: str = "auto"
     seeds: int | None = None
+    relative_sensitivity: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,15 +62,17 @@ def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = No
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
     widths = results[0].widths
+    relative = grid.sweep.relative_sensitivity
     sensitivity = [metrics.lr_sensitivity_by_size(grid.depths, results[0].lrs, tables[:, w].mean(axis=-1, keepdims=True),
-                                                  initial[:, w].mean(axis=-1, keepdims=True), size_name="depth")
+                                                  initial[:, w].mean(axis=-1, keepdims=True), size_name="depth",
+                                                  relative=relative)
                    for w in range(len(widths))]
     optimum = [metrics.lr_transfer(grid.depths, results[0].lrs, tables[:, w], initial_loss=initial[:, w])
                for w in range(len(widths))]
     growth = [s.growth_per_doubling for s in sensitivity]
     worst = int(np.argmax(growth))
-    per_seed = [metrics.lr_sensitivity_by_size(grid.depths, results[0].lrs, tables[:, w], initial[:, w],
-                                               size_name="depth").values for w in range(len(widths))]  # [depth, seed]
+    per_seed = [metrics.lr_sensitivity_by_size(grid.depths, results[0].lrs, tables[:, w], initial[:, w], size_name="depth",
+                                               relative=relative).values for w in range(len(widths))]  # [depth, seed]
     seed_growth = np.max([metrics.log2_slopes(grid.depths, values) for values in per_seed], axis=0)
     PROPERTIES["depth"].record(scaling, name, families=[f.name for f in families], seed_values=seed_growth.tolist(), **placed,
                    depths=list(grid.depths), widths=list(widths), lrs=list(results[0].lrs),

@@ -33,25 +33,26 @@ def stability_sweep(scaling: Any, family: ModelFamily, grid: StabilityGrid) -> S
 
 
 def _sensitivity_record(family: ModelFamily, result: SweepResult, sensitivity: metrics.SensitivityResult) -> dict[str, Any]:
-    """S per width with the seed-mean loss-vs-LR curves it comes from (S is always shown with them)."""
-    return {"family": family.name, "widths": list(result.widths), "lrs": list(result.lrs),
-            "values": sensitivity.mean.tolist(), "losses": json_losses(result.loss_table().mean(axis=-1))}
+    """S per width with the seed-mean loss-vs-LR curves it comes from (S is always shown with them), and S in nats."""
+    return {"family": family.name, "widths": list(result.widths), "lrs": list(result.lrs), "measure": sensitivity.label,
+            "values": sensitivity.mean.tolist(), "nats": result.lr_sensitivity().mean.tolist(),
+            "losses": json_losses(result.loss_table().mean(axis=-1))}
 
 
-def _seed_sensitivity(result: SweepResult) -> np.ndarray:
+def _seed_sensitivity(result: SweepResult, grid: StabilityGrid) -> np.ndarray:
     """S of each seed's own loss-vs-LR curve, [width, seed]."""
-    return metrics.lr_sensitivity_by_size(result.widths, result.lrs, result.loss_table(), result.initial_losses()).values
+    return result.lr_sensitivity(relative=grid.relative_sensitivity, per_seed=True).values
 
 
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) must stay under the tier's bound at every width: a stable recipe tolerates a wide LR range."""
     grid, placed = place(scaling, family, grid or scaling.tier.stability)
     result = stability_sweep(scaling, family, grid)
-    sensitivity = result.lr_sensitivity()
+    sensitivity = result.lr_sensitivity(relative=grid.relative_sensitivity)
     record = _sensitivity_record(family, result, sensitivity)
     PROPERTIES["lr_sensitivity"].record(scaling, record.pop("family"), value=float(sensitivity.mean.max()),
                                         threshold=grid.max_sensitivity,
-                                        seed_values=_seed_sensitivity(result).max(axis=0).tolist(), **record, **placed)
+                                        seed_values=_seed_sensitivity(result, grid).max(axis=0).tolist(), **record, **placed)
     return assert_lr_sensitivity(sensitivity, max_value=grid.max_sensitivity)
 
 
@@ -61,9 +62,9 @@ def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, fami
     # Both variants sweep the grid placed on the one with qk-layernorm, so their curves compare point by point.
     grid, placed = place(scaling, family_with, grid or scaling.tier.stability)
     results = [stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
-    with_qkln, without_qkln = (result.lr_sensitivity() for result in results)
+    with_qkln, without_qkln = (result.lr_sensitivity(relative=grid.relative_sensitivity) for result in results)
     # The value is the largest S(with) − S(without) over widths: negative when qk-layernorm lowers S everywhere.
-    seed_values = (_seed_sensitivity(results[0]) - _seed_sensitivity(results[1])).max(axis=0)
+    seed_values = (_seed_sensitivity(results[0], grid) - _seed_sensitivity(results[1], grid)).max(axis=0)
     PROPERTIES["qk_layernorm_lowers_sensitivity"].record(
         scaling, family_with.name, value=float((with_qkln.mean - without_qkln.mean).max()), threshold=0.0,
         seed_values=seed_values.tolist(),
