@@ -97,6 +97,6 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
         max_frac_below_eps=jsonable(np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)),
         frac_threshold=grid.max_frac_below_eps,
         min_rms_ratio=jsonable(np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)),
-        rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **margins.to_dict(), widths=list(result.widths),
+        rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **margins.to_dict(),
         **placed)
     return assert_adam_epsilon(margins, max_frac_below_eps=grid.max_frac_below_eps, min_rms_ratio=grid.min_rms_ratio)

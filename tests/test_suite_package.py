@@ -1,0 +1,119 @@
+"""The packaged suite as a user meets it: a ScalingSuite subclass in their own repository, --scaling-family
+(repeatable), built-in demonstrations replaced, and properties that do not apply saying so."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+import pytest_scaling.families  # noqa: F401 - in-process runs unload what they import, and numpy's extensions load once
+from pytest_scaling.properties import SUITE
+
+# A family written in the user's own module: a plain MLP the plugin parametrizes with muP.
+USER_MODELS = """
+    from torch import nn
+
+    from pytest_scaling import ModelFamily, tasks
+
+    TASK = tasks.teacher_student(input_dim=16, n_classes=4)
+
+
+    def build(width):
+        return nn.Sequential(nn.Linear(16, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 4))
+
+
+    family = ModelFamily(name="user-mlp", build=build, task=TASK, base_width=32, parametrization="mup")
+    other = ModelFamily(name="user-mlp-2", build=build, task=TASK, base_width=16, parametrization="mup")
+    same_name = ModelFamily(name="user-mlp", build=build, task=TASK, base_width=16, parametrization="mup")
+"""
+
+USER_SUITE = """
+    from pytest_scaling import ScalingSuite
+
+    from user_models import family
+
+
+    class TestUserMLP(ScalingSuite):
+        family = family
+"""
+
+REFERENCE_LIKE = """
+    import pytest
+
+    from pytest_scaling import ScalingSuite
+    from user_models import other
+
+
+    class TestSuite(ScalingSuite):
+        pass
+
+
+    class TestBuiltinDemo(ScalingSuite):
+        family = other
+        builtin = True
+
+
+    @pytest.mark.scaling(property="coord_check", builtin=True)
+    def test_builtin_function():
+        pass
+"""
+
+
+def inline(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess("-p", "no:hypothesispytest", "-p", "no:cacheprovider", "--scaling-tier", "smoke",
+                                        "--scaling-no-cache", *args)
+
+
+@pytest.fixture
+def user_repo(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(user_models=textwrap.dedent(USER_MODELS))
+    pytester.syspathinsert()
+    return pytester
+
+
+def test_a_suite_subclass_runs_every_property_or_says_why_not(user_repo: pytest.Pytester) -> None:
+    user_repo.makepyfile(test_scaling=textwrap.dedent(USER_SUITE))
+    result = inline(user_repo, "-rs", "--scaling-report", "r.json")
+    # The smoke tier asserts the coordinate check and Adam's ε; it does not resolve the others (inconclusive), and
+    # the family gives no at_depth, so the depth properties do not apply.
+    result.assert_outcomes(passed=2, skipped=len(SUITE) - 2)
+    result.stdout.fnmatch_lines(["*inconclusive at this budget: the smoke tier does not assert lr_curve_transfer*",
+                                 "*not applicable: family 'user-mlp' gives no at_depth*"])
+    records = {r["property"]: r for r in json.loads((user_repo.path / "r.json").read_text())["records"]}
+    assert set(records) == {prop.name for prop in SUITE}
+    assert records["coord_check"]["status"] == "pass" and records["coord_check"]["family"] == "user-mlp"
+    assert records["coord_check"]["test"] == "test_scaling.py::TestUserMLP::test_coord_check[user-mlp]"
+    assert records["coord_check"]["data"]["lr_bracket"]["anchor"] > 0  # the grid was placed on the family
+    assert {records[name]["status"] for name in ("depth", "depth_coord_check", "depth_lr_transfer")} == {"n/a"}
+    assert records["power_law"]["status"] == "inconclusive" and records["power_law"]["value"] is None
+
+
+def test_scaling_family_is_repeatable_and_replaces_the_builtin_demonstrations(user_repo: pytest.Pytester) -> None:
+    user_repo.makepyfile(test_reference=textwrap.dedent(REFERENCE_LIKE))
+    result = inline(user_repo, "-k", "test_coord_check or builtin_function", "--scaling-family", "user_models:family",
+                    "--scaling-family", "user_models:other", "--scaling-report", "r.json", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*TestSuite::test_coord_check?user-mlp? PASSED*",
+                                 "*TestSuite::test_coord_check?user-mlp-2? PASSED*", "*deselected*"])
+    assert "TestBuiltinDemo" not in result.stdout.str() and "test_builtin_function" not in result.stdout.str()
+    families = [r["family"] for r in json.loads((user_repo.path / "r.json").read_text())["records"]]
+    assert families == ["user-mlp", "user-mlp-2"]
+
+
+def test_without_scaling_family_the_builtin_demonstrations_run(user_repo: pytest.Pytester) -> None:
+    user_repo.makepyfile(test_reference=textwrap.dedent(REFERENCE_LIKE))
+    user_repo.makeconftest("import pytest\nfrom user_models import family\n\n"
+                           "@pytest.fixture(scope='session')\ndef model_family():\n    return family\n")
+    result = inline(user_repo, "-k", "test_coord_check or builtin_function", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*TestSuite::test_coord_check PASSED*",
+                                 "*TestBuiltinDemo::test_coord_check?user-mlp-2? PASSED*", "*test_builtin_function PASSED*"])
+
+
+def test_two_families_of_one_name_are_a_usage_error(user_repo: pytest.Pytester) -> None:
+    user_repo.makepyfile(test_reference=textwrap.dedent(REFERENCE_LIKE))
+    result = inline(user_repo, "--scaling-family", "user_models:family", "--scaling-family", "user_models:same_name")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --scaling-family: two families are named 'user-mlp'*"])
