@@ -10,21 +10,27 @@ import pytest
 
 from .. import _validate, metrics
 from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
+from ..contract import require_family
 from ..family import ModelFamily
 from ..probes import NORM_TYPES
 from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
+from ._arguments import require_check_arguments, require_family_factory
 from ._records import json_losses
 from ._runs import require_finite_probes
 from .stability import stability_sweep
 
 
-def _families_by_depth(build_family: Callable[[int], ModelFamily], depths: tuple[int, ...]) -> list[ModelFamily]:
-    """One family per depth, after checking the depths (before anything trains): at least two, increasing."""
+def _families_by_depth(check: str, build_family: Callable[[int], ModelFamily], depths: tuple[int, ...]) -> list[ModelFamily]:
+    """One family per depth, after checking the depths (before anything trains): at least two, increasing; each one
+    checked to be a family."""
     _validate.increasing("depths", depths)
     if any(not isinstance(d, int) or isinstance(d, bool) for d in depths):
         raise ValueError(f"depths must be integers (layer counts), got {list(depths)}")
-    return [build_family(n_layers) for n_layers in depths]
+    families = [build_family(n_layers) for n_layers in depths]
+    for n_layers, family in zip(depths, families):
+        require_family(family, f"{check}(): build_family({n_layers})")
+    return families
 
 
 def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
@@ -37,10 +43,12 @@ def depth(scaling: Any, build_family: Callable[[int], ModelFamily],
     ``sweep``), S taken from the seed-mean loss curves. Returns the S-by-depth result of the width where S grows
     fastest. η* per depth is recorded as evidence only.
     """
+    require_family_factory("depth", build_family)
+    require_check_arguments("depth", grid, DepthGrid)
     grid = grid or scaling.tier.depth
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid; pass grid=DepthGrid(...)")
-    families = _families_by_depth(build_family, grid.depths)
+    families = _families_by_depth("depth", build_family, grid.depths)
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
@@ -81,12 +89,14 @@ def depth_coord_check(scaling: Any, build_family: Callable[[int], ModelFamily],
     like √L at init, and without the blocks' LR scaled by L^-1/2 their updates grow it like √L in training. Sizes
     are averaged geometrically over the session's seeds, and every width of the grid is asserted.
     """
+    require_family_factory("depth_coord_check", build_family)
+    require_check_arguments("depth_coord_check", grid, DepthCoordGrid)
     grid = grid or scaling.tier.depth_coord
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth coordinate grid; pass grid=DepthCoordGrid(...)")
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("norm_input",))
-    families = _families_by_depth(build_family, grid.depths)
+    families = _families_by_depth("depth_coord_check", build_family, grid.depths)
     norms = [_top_norm(family, grid.widths[0]) for family in families]
     results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
     require_finite_probes((run for result in results for run in result.runs.values()), "norm_input",
@@ -112,10 +122,12 @@ def depth_lr_transfer(scaling: Any, build_family: Callable[[int], ModelFamily],
     every width; the widest is asserted. With 1/√L branches alone the curve moves to lower LRs (the blocks' Θ(η)
     updates add up to Θ(η√L)); Depth-μP's block LR × L^-1/2 holds it.
     """
+    require_family_factory("depth_lr_transfer", build_family)
+    require_check_arguments("depth_lr_transfer", grid, DepthTransferGrid)
     grid = grid or scaling.tier.depth_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
-    families = _families_by_depth(build_family, grid.depths)
+    families = _families_by_depth("depth_lr_transfer", build_family, grid.depths)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds], config=config)
                for family in families]

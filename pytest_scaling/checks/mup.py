@@ -13,6 +13,7 @@ from ..assertions import assert_coord_check, assert_lr_curve_transfer, assert_lr
 from ..family import ModelFamily
 from ..tiers import CoordCheckGrid, CurveTransferGrid, TransferGrid
 from ..train import TrainConfig
+from ._arguments import require_check_arguments
 from ._records import json_losses
 from ._runs import require_finite_probes
 
@@ -32,6 +33,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     and session seed; sizes are averaged over seeds (geometrically) before the slopes, since a single
     init per width makes the slope noisy.
     """
+    require_check_arguments("coord_check", grid, CoordCheckGrid, family=family)
     grid = grid or scaling.tier.coord_check
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
@@ -51,6 +53,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
 
 def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
     """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
+    require_check_arguments("lr_transfer", grid, TransferGrid, family=family)
     grid = grid or scaling.tier.lr_transfer
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
@@ -67,6 +70,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
     """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
     curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
     budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
+    require_check_arguments("lr_curve_transfer", grid, CurveTransferGrid, family=family)
     grid = grid or scaling.tier.curve_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no curve-transfer grid; pass grid=CurveTransferGrid(...)")
@@ -82,6 +86,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
 
 def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
     """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
+    require_check_arguments("wider_is_better", grid, TransferGrid, family=family)
     grid = grid or scaling.tier.lr_transfer
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))

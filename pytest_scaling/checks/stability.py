@@ -13,6 +13,7 @@ from ..family import ModelFamily
 from ..sweep import SweepResult
 from ..tiers import StabilityGrid
 from ..train import OptimizerSpec, RunResult, TrainConfig
+from ._arguments import require_check_arguments
 from ._records import json_losses
 
 
@@ -38,6 +39,7 @@ def _sensitivity_record(family: ModelFamily, result: SweepResult, sensitivity: m
 
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) must stay under the tier's bound at every width: a stable recipe tolerates a wide LR range."""
+    require_check_arguments("lr_sensitivity", grid, StabilityGrid, family=family)
     grid = grid or scaling.tier.stability
     result = stability_sweep(scaling, family, grid)
     sensitivity = result.lr_sensitivity()
@@ -49,6 +51,8 @@ def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None
 def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, family_without: ModelFamily,
                                     grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """S with qk-layernorm must be lower than without at every width: bounding attention logits is what keeps high LRs trainable."""
+    require_check_arguments("qk_layernorm_lowers_sensitivity", grid, StabilityGrid,
+                            family_with=family_with, family_without=family_without)
     grid = grid or scaling.tier.stability
     results = [stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
     with_qkln, without_qkln = (result.lr_sensitivity() for result in results)
@@ -79,6 +83,7 @@ def _logit_trends(run: RunResult, steps: list[int], grid: StabilityGrid) -> dict
 def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> dict[str, metrics.LogitTrend]:
     """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing, nor |log Z| drift
     away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities."""
+    require_check_arguments("no_logit_divergence", grid, StabilityGrid, family=family)
     grid = grid or scaling.tier.stability
     result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
