@@ -15,7 +15,7 @@ import inspect
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 import torch
 from torch import nn
@@ -180,18 +180,38 @@ class ModelFamily:
     at_depth: "Callable[[int], ModelFamily] | None" = None
 
     def __post_init__(self) -> None:
+        from .parametrization import Parametrization, get_parametrization
+        from .tasks import Task
+
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"ModelFamily: name must be a non-empty str, got {self.name!r}")
         if not callable(self.build):
             raise TypeError(f"ModelFamily {self.name!r}: build must be callable build(width) -> nn.Module")
+        if not isinstance(self.task, Task):
+            raise TypeError(f"ModelFamily {self.name!r}: task must be a pytest_scaling.tasks.Task "
+                            f"(e.g. tasks.teacher_student()), got {type(self.task).__name__}")
         if self.at_depth is not None and not callable(self.at_depth):
             raise TypeError(f"ModelFamily {self.name!r}: at_depth must be callable at_depth(n_layers) -> ModelFamily")
-        if not isinstance(self.base_width, int) or self.base_width <= 0:
+        if self.optimizer is not None and not callable(self.optimizer):
+            raise TypeError(f"ModelFamily {self.name!r}: optimizer must be callable optimizer(model, lr) -> Optimizer, "
+                            f"got {type(self.optimizer).__name__}")
+        if self.loss is not None and not callable(self.loss):
+            raise TypeError(f"ModelFamily {self.name!r}: loss must be callable loss(logits, targets) -> Tensor, "
+                            f"got {type(self.loss).__name__}")
+        if not isinstance(self.role_overrides, Mapping):
+            raise TypeError(f"ModelFamily {self.name!r}: role_overrides must be a mapping of parameter name to role, "
+                            f"got {type(self.role_overrides).__name__}")
+        if not isinstance(self.base_width, int) or isinstance(self.base_width, bool) or self.base_width <= 0:
             raise ValueError(f"ModelFamily {self.name!r}: base_width must be a positive int, got {self.base_width!r}")
+        if isinstance(self.widths, (str, bytes)) or not isinstance(self.widths, Iterable):
+            raise TypeError(f"ModelFamily {self.name!r}: widths must be a sequence of positive ints, got {self.widths!r}")
         object.__setattr__(self, "widths", tuple(self.widths))
         if self.widths:
             check_widths(self.widths)
         if self.parametrization is not None:
-            from .parametrization import get_parametrization
-
+            if not isinstance(self.parametrization, (str, Parametrization)):
+                raise TypeError(f"ModelFamily {self.name!r}: parametrization must be a name such as 'mup' or a "
+                                f"Parametrization, got {type(self.parametrization).__name__}")
             object.__setattr__(self, "parametrization", get_parametrization(self.parametrization))
 
     @functools.cached_property

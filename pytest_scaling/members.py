@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from .contract import logits_of
 from .family import ModelFamily
 from .optim import epsilon_probe
 from .probes import ProbeRecorder, probing
@@ -35,7 +36,7 @@ class SingleRun:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits with a leading run dimension of 1 (x has one too)."""
-        return self.model(x[0]).unsqueeze(0)
+        return logits_of(self.model(x[0])).unsqueeze(0)
 
     def clip_(self, max_norm: float) -> None:
         nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -80,7 +81,7 @@ class StackedRuns:
         self._forward = vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")
 
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.template, (params, buffers), (x,))
+        return logits_of(functional_call(self.template, (params, buffers), (x,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._forward(self.params, self.buffers, x)

@@ -319,13 +319,27 @@ def _load_family(spec: str, directories: tuple[str, ...]) -> ModelFamily:
     return family
 
 
+def _fitting(family: ModelFamily) -> ModelFamily:
+    """``family`` once its model fits its task (``contract.check_family``); a usage error in its one line if not."""
+    from pytest_scaling.contract import FamilyError, check_family, first_line
+
+    try:
+        check_family(family)
+    except FamilyError as err:
+        raise pytest.UsageError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - before any test runs, a family that cannot even be built is a usage error
+        raise pytest.UsageError(f"scaling family {family.name!r} cannot be built at its base width: {first_line(err)}") from None
+    return family
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Check the run cache and load --scaling-family before collection, so a bad one stops the run with a usage error."""
+    """Check the run cache, and load --scaling-family and check it fits its task, before collection, so a bad one
+    stops the run with a usage error."""
     config = session.config
     settings = config.stash[_SETTINGS]
     if settings.cache_dir is not None:
         _check_cache(settings.cache_dir)
-    families = [_load_family(spec, (str(config.rootpath), os.getcwd())) for spec in settings.family_specs]
+    families = [_fitting(_load_family(spec, (str(config.rootpath), os.getcwd()))) for spec in settings.family_specs]
     names = [family.name for family in families]
     if len(set(names)) < len(names):
         twice = next(name for name in names if names.count(name) > 1)

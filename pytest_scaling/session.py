@@ -58,18 +58,24 @@ class ScalingSession:
         """``pytest_scaling.sweep.sweep`` of ``family`` with this session's seeds, device, cache and executor.
 
         Other keyword arguments (``config``, ``stacking``, ``steps=...``) pass through and may
-        override ``device``, ``cache`` or ``executor``. A cache that cannot be used fails the test
-        with its one-line message.
+        override ``device``, ``cache`` or ``executor``. Bad arguments, a family that does not fit its
+        task and a cache that cannot be used fail the test with their one-line message, before any
+        training; errors raised while training keep their traceback.
         """
-        from pytest_scaling.sweep import sweep
+        from pytest_scaling.sweep import check_arguments, sweep
 
         if family is None:
             raise TypeError("scaling.sweep() needs the family to sweep, e.g. scaling.sweep(model_family, lrs=...)")
         options = {"device": self.device, "executor": self.executor, **kwargs}
+        seeds = self.seeds if seeds is None else seeds
         try:
+            check_arguments(family, widths=widths, lrs=lrs, seeds=seeds, **options)
             if "cache" not in options:
                 options["cache"] = self._open_cache()
-            return sweep(family, widths=widths, lrs=lrs, seeds=self.seeds if seeds is None else seeds, **options)
+        except (CacheError, TypeError, ValueError) as err:
+            pytest.fail(str(err), pytrace=False)
+        try:
+            return sweep(family, widths=widths, lrs=lrs, seeds=seeds, **options)
         except CacheError as err:
             pytest.fail(str(err), pytrace=False)
 

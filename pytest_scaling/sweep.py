@@ -7,20 +7,23 @@ chunk finishes, so an interrupted sweep resumes with only the missing runs.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import math
+import numbers
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from . import metrics
+from .contract import check_family, require_family, torch_device, train_config
 from .family import ModelFamily, check_widths
 from .progress import Progress
 from .stacking import train_width
@@ -28,6 +31,8 @@ from .store import ResultCache, run_key
 from .train import RunResult, TrainConfig
 
 RunId = tuple[int, float, int]  # (width, lr, seed)
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+STACKING: tuple[str, ...] = ("auto", "all", "none")
 
 
 @dataclass
@@ -117,9 +122,19 @@ def _seed_mean(table: np.ndarray) -> np.ndarray:
         return np.mean(table, axis=-1)
 
 
+def _as_tuple(name: str, values: Any, what: str) -> tuple:
+    """``values`` as a tuple; a one-line TypeError for a single value or a string where a sequence belongs."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of {what}, got {type(values).__name__} {values!r}")
+    return tuple(values)
+
+
 def _check_lrs(lrs: Iterable[float]) -> tuple[float, ...]:
-    out = tuple(float(lr) for lr in lrs)
-    if not out or any(not (math.isfinite(lr) and lr > 0) for lr in out):
+    given = _as_tuple("lrs", lrs, "positive numbers")
+    if not given or any(not isinstance(lr, numbers.Real) or isinstance(lr, bool) for lr in given):
+        raise ValueError(f"lrs must be positive finite numbers, got {list(given)}")
+    out = tuple(float(lr) for lr in given)
+    if any(not (math.isfinite(lr) and lr > 0) for lr in out):
         raise ValueError(f"lrs must be positive finite numbers, got {list(out)}")
     if any(b <= a for a, b in zip(out, out[1:])):
         raise ValueError(f"lrs must be strictly increasing, got {list(out)}")
@@ -127,10 +142,59 @@ def _check_lrs(lrs: Iterable[float]) -> tuple[float, ...]:
 
 
 def _check_seeds(seeds: Iterable[int]) -> tuple[int, ...]:
-    out = tuple(seeds)
+    out = _as_tuple("seeds", seeds, "non-negative ints")
     if not out or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in out) or len(set(out)) != len(out):
         raise ValueError(f"seeds must be distinct non-negative ints, got {list(out)}")
     return out
+
+
+class SweepArguments(NamedTuple):
+    """A sweep's grid, config and device, checked and normalised."""
+
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    config: TrainConfig
+    device: torch.device
+
+
+def check_arguments(
+    family: ModelFamily,
+    *,
+    widths: Sequence[int] | None = None,
+    lrs: Sequence[float],
+    seeds: Sequence[int] = (0,),
+    config: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    cache: ResultCache | str | os.PathLike | None = None,
+    executor: str = "local",
+    stacking: str = "auto",
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> SweepArguments:
+    """``sweep``'s arguments checked, and the family against its task (``contract.check_family``), before anything
+    trains or is looked up: each problem is one ``TypeError`` or ``ValueError`` that names it."""
+    require_family(family)
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError("executor='ray' needs Ray, which is not installed: pip install 'pytest-scaling[ray]'")
+    if stacking not in STACKING:
+        raise ValueError(f"stacking must be 'auto', 'all' or 'none', got {stacking!r}")
+    if cache is not None and not isinstance(cache, (ResultCache, str, os.PathLike)):
+        raise TypeError(f"cache must be a ResultCache or a directory (str or os.PathLike), got {type(cache).__name__}")
+    if progress is not None and not isinstance(progress, Progress):
+        raise TypeError(f"progress must be a pytest_scaling.progress.Progress or None, got {type(progress).__name__}")
+    arguments = SweepArguments(
+        widths=check_widths(_as_tuple("widths", widths, "positive ints") if widths is not None else family.widths,
+                            min_count=1),
+        lrs=_check_lrs(lrs),
+        seeds=_check_seeds(seeds),
+        config=train_config(config, overrides),
+        device=torch_device(device),
+    )
+    check_family(family)
+    return arguments
 
 
 def sweep(
@@ -141,7 +205,7 @@ def sweep(
     seeds: Sequence[int] = (0,),
     config: TrainConfig | None = None,
     device: str | torch.device = "cpu",
-    cache: ResultCache | None = None,
+    cache: ResultCache | str | os.PathLike | None = None,
     executor: str = "local",
     stacking: str = "auto",
     progress: Progress | None = None,
@@ -152,12 +216,17 @@ def sweep(
     ``widths`` defaults to the family's; ``overrides`` replace ``config`` fields (``steps=300``).
     ``stacking``: ``"auto"`` (timed choice per width), ``"all"`` or ``"none"``.
     ``executor``: ``"local"`` or ``"ray"`` (each width's runs as one Ray task).
+    ``cache``: a ``ResultCache``, or a directory whose cache file is opened for this sweep (as ``--scaling-cache DIR``).
+    Bad arguments, and a family that does not fit its task, fail first in one line (``check_arguments``).
     """
     started = time.perf_counter()
-    widths = check_widths(tuple(widths) if widths is not None else family.widths, min_count=1)
-    lrs, seeds = _check_lrs(lrs), _check_seeds(seeds)
-    config = dataclasses.replace(config or TrainConfig(), **overrides)
-    device = torch.device(device)
+    widths, lrs, seeds, config, device = check_arguments(
+        family, widths=widths, lrs=lrs, seeds=seeds, config=config, device=device, cache=cache, executor=executor,
+        stacking=stacking, progress=progress, **overrides)
+    if isinstance(cache, (str, os.PathLike)):
+        with ResultCache.in_dir(cache) as opened:
+            return sweep(family, widths=widths, lrs=lrs, seeds=seeds, config=config, device=device, cache=opened,
+                         executor=executor, stacking=stacking, progress=progress)
     fingerprint = family.fingerprint()
     config_dict = {**config.to_dict(), "engine": engine_fingerprint(), "torch": torch.__version__}
     keys = {
@@ -190,12 +259,10 @@ def sweep(
     if executor == "local":
         for width, members in todo.items():
             train_width(family, width, members, config, device=device, stacking=stacking, on_chunk=finished)
-    elif executor == "ray":
+    else:
         from .ray_executor import run_on_ray
 
         run_on_ray(family, todo, config, device=device, stacking=stacking, on_chunk=finished)
-    else:
-        raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
     progress.finish()
     stats.seconds = time.perf_counter() - started
     return SweepResult(family.name, widths, lrs, seeds, config, runs, stats)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
+from .contract import check_family, torch_device, train_config
 from .family import ModelFamily
 from .members import SingleRun, StackedRuns
 from .optim import AdamAtan2, AdamW
@@ -173,12 +174,14 @@ def _output_stats(logits: torch.Tensor) -> list[dict[str, float]]:
     return [{"log_z_mean": a, "log_z_max": b, "logit_abs_max": c} for a, b, c in rows]
 
 
-def _check_run_args(width: int, lrs: Sequence[float]) -> None:
+def _check_run_args(width: int, runs: Sequence[tuple[float, int]]) -> None:
     if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
         raise ValueError(f"width must be a positive int, got {width!r}")
-    for lr in lrs:
+    for lr, seed in runs:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
 @contextlib.contextmanager
@@ -207,8 +210,8 @@ def train_group(
     one run only) as the plain model. Stacked runs match runs trained alone to float tolerance.
     ``step_clock``, if given, receives ``time.perf_counter()`` at the start of each step and at the end
     (each step ends in a device sync, so the stamps are wall times of finished work)."""
+    _check_run_args(width, runs)
     lrs, seeds = [float(lr) for lr, _ in runs], [int(s) for _, s in runs]
-    _check_run_args(width, lrs)
     device = torch.device(device)
     if stacked:
         members = StackedRuns(family, width, lrs, seeds, config.optimizer.build, device)
@@ -272,8 +275,11 @@ def train_run(
     device: str | torch.device = "cpu",
     **overrides: Any,
 ) -> RunResult:
-    """Train ``family`` at ``width`` with peak LR ``lr`` from ``seed``; ``overrides`` replace config fields."""
-    config = dataclasses.replace(config or TrainConfig(), **overrides)
+    """Train ``family`` at ``width`` with peak LR ``lr`` from ``seed``; ``overrides`` replace config fields.
+
+    Bad arguments, and a family that does not fit its task, fail first in one line."""
+    config, device = train_config(config, overrides), torch_device(device)
+    check_family(family)
     return train_group(family, width, [(lr, seed)], config, device=device, stacked=False)[0]
 
 

@@ -284,9 +284,11 @@ def test_invalid_marker_is_a_usage_error_at_collection(pytester: pytest.Pytester
 
 FAMILY_MODULE = """
     import torch
+    from pytest_scaling import tasks
     from pytest_scaling.family import ModelFamily
 
-    family = ModelFamily(name="toy", build=lambda width: torch.nn.Linear(4, width), task=None, base_width=8)
+    family = ModelFamily(name="toy", build=lambda width: torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.Linear(width, 3)),
+                         task=tasks.teacher_student(input_dim=4, n_classes=3), base_width=8)
 
     def make_family():
         return family

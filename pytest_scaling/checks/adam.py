@@ -16,6 +16,7 @@ from ..properties import PROPERTIES
 from ..sweep import SweepResult
 from ..tiers import EpsilonGrid
 from ..train import OptimizerSpec, TrainConfig
+from ._arguments import require_check_arguments
 
 
 def _epsilon_config(grid: EpsilonGrid) -> TrainConfig:
@@ -74,6 +75,7 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
     Returns None, recorded as not applicable and without training, when the family's optimizer has no ε
     (AdamAtan2: a·atan2(m̂, b·√v̂) is invariant to the gradient scale), or after training when it keeps no Adam state.
     """
+    require_check_arguments("adam_epsilon", grid, EpsilonGrid, family=family)
     grid = grid or scaling.tier.adam_epsilon
     layer_eps = _layer_eps(family, grid)
     if not layer_eps:

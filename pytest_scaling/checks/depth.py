@@ -11,12 +11,14 @@ import pytest
 from .. import _validate, metrics
 from .._result import jsonable
 from ..assertions import assert_depth_coord_check, assert_depth_lr_transfer, assert_depth_sensitivity
+from ..contract import require_family
 from ..family import ModelFamily
 from ..placement import place
 from ..probes import is_norm
 from ..properties import PROPERTIES
 from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
+from ._arguments import require_check_arguments
 from ._records import json_losses
 from ._runs import require_finite_probes
 from .stability import stability_sweep
@@ -25,7 +27,7 @@ from .stability import stability_sweep
 DepthFamilies = Union[ModelFamily, Callable[[int], ModelFamily]]
 
 
-def _families_by_depth(families: DepthFamilies, depths: tuple[int, ...]) -> tuple[str, list[ModelFamily]]:
+def _families_by_depth(check: str, families: DepthFamilies, depths: tuple[int, ...]) -> tuple[str, list[ModelFamily]]:
     """The name the depth records go under and one family per depth, after checking the depths (before anything
     trains): at least two, increasing. ``families`` is a family with ``at_depth`` (its records carry its name) or a
     function from a layer count to the family at that depth (records carry the deepest family's name)."""
@@ -34,14 +36,18 @@ def _families_by_depth(families: DepthFamilies, depths: tuple[int, ...]) -> tupl
         raise ValueError(f"depths must be integers (layer counts), got {list(depths)}")
     if isinstance(families, ModelFamily):
         if families.at_depth is None:
-            raise ValueError(f"family {families.name!r} has no at_depth: give ModelFamily(at_depth=...) to run the depth checks")
-        built = [families.at_depth(n_layers) for n_layers in depths]
-        return families.name, built
-    if not callable(families):
-        raise TypeError(f"the depth checks take a ModelFamily with at_depth, or a function from a layer count to a "
-                        f"ModelFamily, got {type(families).__name__}")
-    built = [families(n_layers) for n_layers in depths]
-    return built[-1].name, built
+            raise ValueError(f"{check}(): family {families.name!r} has no at_depth: give ModelFamily(at_depth=...) "
+                             "to run the depth checks")
+        factory, label = families.at_depth, f"{families.name}.at_depth"
+    elif callable(families):
+        factory, label = families, "build_family"
+    else:
+        raise TypeError(f"{check}(): build_family must be a ModelFamily with at_depth, or a function from a layer "
+                        f"count to a ModelFamily, got {type(families).__name__}")
+    built = [factory(n_layers) for n_layers in depths]
+    for n_layers, family in zip(depths, built):
+        require_family(family, f"{check}(): {label}({n_layers})")
+    return (families.name if isinstance(families, ModelFamily) else built[-1].name), built
 
 
 def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = None) -> metrics.SensitivityResult:
@@ -53,10 +59,11 @@ def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = No
     ``sweep``), S taken from the seed-mean loss curves. Returns the S-by-depth result of the width where S grows
     fastest. η* per depth is recorded as evidence only.
     """
+    require_check_arguments("depth", grid, DepthGrid)
     grid = grid or scaling.tier.depth
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid; pass grid=DepthGrid(...)")
-    name, families = _families_by_depth(build_family, grid.depths)
+    name, families = _families_by_depth("depth", build_family, grid.depths)
     grid, placed = place(scaling, _placement_family(build_family, families), grid)
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
@@ -109,12 +116,13 @@ def depth_coord_check(scaling: Any, build_family: DepthFamilies,
     like √L at init, and without the blocks' LR scaled by L^-1/2 their updates grow it like √L in training. Sizes
     are averaged geometrically over the session's seeds, and every width of the grid is asserted.
     """
+    require_check_arguments("depth_coord_check", grid, DepthCoordGrid)
     grid = grid or scaling.tier.depth_coord
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth coordinate grid; pass grid=DepthCoordGrid(...)")
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("norm_input",))
-    name, families = _families_by_depth(build_family, grid.depths)
+    name, families = _families_by_depth("depth_coord_check", build_family, grid.depths)
     grid, placed = place(scaling, _placement_family(build_family, families), grid)
     norms = [_top_norm(family, grid.widths[0]) for family in families]
     results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
@@ -143,10 +151,11 @@ def depth_lr_transfer(scaling: Any, build_family: DepthFamilies,
     every width; the widest is asserted. With 1/√L branches alone the curve moves to lower LRs (the blocks' Θ(η)
     updates add up to Θ(η√L)); Depth-μP's block LR × L^-1/2 holds it.
     """
+    require_check_arguments("depth_lr_transfer", grid, DepthTransferGrid)
     grid = grid or scaling.tier.depth_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
-    name, families = _families_by_depth(build_family, grid.depths)
+    name, families = _families_by_depth("depth_lr_transfer", build_family, grid.depths)
     grid, placed = place(scaling, _placement_family(build_family, families), grid)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds], config=config)

@@ -16,6 +16,7 @@ from ..family import ModelFamily
 from ..tiers import CoordCheckGrid, TransferGrid
 from ..train import TrainConfig
 from .._result import jsonable
+from ._arguments import require_check_arguments
 from ._records import json_losses
 from ._runs import require_finite_probes
 
@@ -36,6 +37,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     init per width makes the slope noisy. A cell exactly 0 at some width (a zero-initialised readout or query before
     its first update) has no slope: it is skipped and listed in the record's ``zero_cells`` (null slope).
     """
+    require_check_arguments("coord_check", grid, CoordCheckGrid, family=family)
     grid, placed = place(scaling, family, grid or scaling.tier.coord_check)
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
@@ -58,6 +60,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
 
 def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
     """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
+    require_check_arguments("lr_transfer", grid, TransferGrid, family=family)
     grid = grid or scaling.tier.lr_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no η* transfer grid; pass grid=TransferGrid(...)")
@@ -78,6 +81,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
     """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
     curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
     budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
+    require_check_arguments("lr_curve_transfer", grid, TransferGrid, family=family)
     grid = grid or scaling.tier.curve_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no curve-transfer grid; pass grid=TransferGrid(...)")
@@ -95,6 +99,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
 
 def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
     """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
+    require_check_arguments("wider_is_better", grid, TransferGrid, family=family)
     grid = grid or scaling.tier.curve_transfer
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no transfer grid; pass grid=TransferGrid(...)")

@@ -22,6 +22,7 @@ from ..placement import place
 from ..properties import PROPERTIES
 from ..tiers import PowerLawGrid, RelativeWidths
 from ..train import TrainConfig
+from ._arguments import require_check_arguments
 
 LRPolicy = Literal["per_width", "tuned_at_smallest"]
 LR_POLICIES: tuple[str, ...] = ("per_width", "tuned_at_smallest")
@@ -52,6 +53,7 @@ def non_input_parameters(family: ModelFamily, width: int) -> int:
 def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = None,
                 lr_policy: LRPolicy = "per_width") -> SizeLosses:
     """Sweep the grid and reduce it to one loss per size at the LR ``lr_policy`` picks."""
+    require_check_arguments("size_losses", grid, PowerLawGrid, family=family)
     if lr_policy not in LR_POLICIES:
         raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}, got {lr_policy!r}")
     grid, placed = place(scaling, family, grid or scaling.tier.power_law)
@@ -102,6 +104,7 @@ def _fit_data(fit: PowerLawFit) -> dict[str, Any]:
 def power_law(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = None,
               lr_policy: LRPolicy = "per_width") -> PowerLawFit:
     """The best-LR loss against size must follow E + A·N^-α (R² in log space at least the tier's bound)."""
+    require_check_arguments("power_law", grid, PowerLawGrid, family=family)
     grid = grid or scaling.tier.power_law
     _require_widths(family, grid, 3, "the power-law check")
     points = size_losses(scaling, family, grid, lr_policy)
@@ -117,6 +120,7 @@ def extrapolates(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = 
                  lr_policy: LRPolicy = "per_width") -> ExtrapolationResult:
     """A power law fitted without the largest ``grid.holdout`` sizes must predict them: relative error within
     the tier's bound and no residual beyond ``grid.n_sigma`` of seed noise."""
+    require_check_arguments("extrapolates", grid, PowerLawGrid, family=family)
     grid = grid or scaling.tier.power_law
     _require_widths(family, grid, 3 + grid.holdout, f"the extrapolation check (holding out {grid.holdout})")
     points = size_losses(scaling, family, grid, lr_policy)

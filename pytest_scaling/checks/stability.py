@@ -15,6 +15,7 @@ from ..properties import PROPERTIES
 from ..sweep import SweepResult
 from ..tiers import StabilityGrid
 from ..train import OptimizerSpec, RunResult, TrainConfig
+from ._arguments import require_check_arguments
 from ._records import json_losses
 
 
@@ -46,6 +47,7 @@ def _seed_sensitivity(result: SweepResult, grid: StabilityGrid) -> np.ndarray:
 
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) must stay under the tier's bound at every width: a stable recipe tolerates a wide LR range."""
+    require_check_arguments("lr_sensitivity", grid, StabilityGrid, family=family)
     grid, placed = place(scaling, family, grid or scaling.tier.stability)
     result = stability_sweep(scaling, family, grid)
     sensitivity = result.lr_sensitivity(relative=grid.relative_sensitivity)
@@ -59,6 +61,8 @@ def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None
 def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, family_without: ModelFamily,
                                     grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """S with qk-layernorm must be lower than without at every width: bounding attention logits is what keeps high LRs trainable."""
+    require_check_arguments("qk_layernorm_lowers_sensitivity", grid, StabilityGrid,
+                            family_with=family_with, family_without=family_without)
     # Both variants sweep the grid placed on the one with qk-layernorm, so their curves compare point by point.
     grid, placed = place(scaling, family_with, grid or scaling.tier.stability)
     results = [stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
@@ -102,6 +106,7 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
     """Up to the tier's eta_max no run's max attention logit or |log Z| may diverge or keep growing, nor |log Z| drift
     away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities.
     A model without attention layers has its |log Z| checked alone (the record says attention is not applicable)."""
+    require_check_arguments("no_logit_divergence", grid, StabilityGrid, family=family)
     grid, placed = place(scaling, family, grid or scaling.tier.stability)
     result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]

@@ -1,0 +1,17 @@
+"""A check's arguments, checked before anything trains: its families and a grid of the check's own type, each wrong
+one a one-line TypeError that names the check and the argument."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..contract import require_family
+
+
+def require_check_arguments(check: str, grid: Any, grid_type: type, **families: Any) -> None:
+    """``families`` (argument name -> value) must be ModelFamily objects and ``grid`` a ``grid_type`` or None."""
+    for name, family in families.items():
+        require_family(family, f"{check}(): {name}")
+    if grid is not None and not isinstance(grid, grid_type):
+        raise TypeError(f"{check}(): grid must be a pytest_scaling.tiers.{grid_type.__name__} or None, "
+                        f"got {type(grid).__name__}")
