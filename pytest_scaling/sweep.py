@@ -14,6 +14,7 @@ import importlib
 import inspect
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -22,6 +23,7 @@ import torch
 
 from . import metrics
 from .family import ModelFamily, check_widths
+from .fingerprint import FingerprintError
 from .progress import Progress
 from .stacking import train_width
 from .store import ResultCache, run_key
@@ -106,6 +108,29 @@ def engine_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+class UncachedFamilyWarning(UserWarning):
+    """A family whose runs cannot be cached: a value it captures has no stable hash."""
+
+
+_warned_uncached: set[tuple[str, str]] = set()
+
+
+def _run_keys(family: ModelFamily, run_ids: list[RunId], config: TrainConfig, device: torch.device) -> dict[RunId, str] | None:
+    """The cache key of each run; None (after one warning per family) when the family has no fingerprint."""
+    try:
+        fingerprint = family.fingerprint()
+    except FingerprintError as error:
+        if (family.name, str(error)) not in _warned_uncached:
+            _warned_uncached.add((family.name, str(error)))
+            warnings.warn(f"family {family.name!r} is not cached, every run trains: {error}", UncachedFamilyWarning, stacklevel=3)
+        return None
+    config_dict = {**config.to_dict(), "engine": engine_fingerprint(), "torch": torch.__version__}
+    return {
+        (w, lr, s): run_key(family_fingerprint=fingerprint, width=w, lr=lr, seed=s, config=config_dict, device_kind=device.type)
+        for w, lr, s in run_ids
+    }
+
+
 def _seed_mean(table: np.ndarray) -> np.ndarray:
     """Mean over seeds; a diverged seed makes the cell +inf (it counts as diverged)."""
     with np.errstate(invalid="ignore"):
@@ -153,21 +178,17 @@ def sweep(
     lrs, seeds = _check_lrs(lrs), _check_seeds(seeds)
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     device = torch.device(device)
-    fingerprint = family.fingerprint()
-    config_dict = {**config.to_dict(), "engine": engine_fingerprint(), "torch": torch.__version__}
-    keys = {
-        (w, lr, s): run_key(family_fingerprint=fingerprint, width=w, lr=lr, seed=s, config=config_dict, device_kind=device.type)
-        for w in widths
-        for lr in lrs
-        for s in seeds
-    }
+    run_ids = [(w, lr, s) for w in widths for lr in lrs for s in seeds]
+    keys = _run_keys(family, run_ids, config, device) if cache is not None else None
+    if keys is None:
+        cache = None
     runs: dict[RunId, RunResult] = {}
     if cache is not None:
         stored = cache.get_many(list(keys.values()))
         runs = {rid: RunResult.from_dict(stored[k]) for rid, k in keys.items() if k in stored}
     stats = SweepStats(cached=len(runs))
     todo: dict[int, list[tuple[float, int]]] = {}
-    for w, lr, s in keys:
+    for w, lr, s in run_ids:
         if (w, lr, s) not in runs:
             todo.setdefault(w, []).append((lr, s))
     progress = progress or Progress(total=0)
