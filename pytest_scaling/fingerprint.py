@@ -207,7 +207,9 @@ class _Encoder:
     def _error(self, path: str, label: str) -> FingerprintError:
         return FingerprintError(f"cannot fingerprint {path} ({label}): it has no stable hash; {CACHE_KEY_HINT}")
 
-    def _dispatch(self, value: Any, path: str) -> bytes:  # noqa: C901 - one branch per kind of value
+    def _dispatch(self, value: Any, path: str) -> bytes:
+        """One branch per kind of value; what no branch knows is an object with a ``__dict__`` or
+        ``__slots__``, or has no stable hash."""
         for kinds, label in _UNHASHABLE:
             if isinstance(value, kinds):
                 raise self._error(path, label)
@@ -230,6 +232,9 @@ class _Encoder:
             return self._array(value, path)
         if isinstance(value, np.generic):
             return _digest(b"numpy scalar", _text(str(value.dtype)), value.tobytes())
+        if isinstance(value, (int, float, complex, str, bytes)):  # a subclass of a plain value
+            plain = next(t for t in type(value).__mro__ if t in _ATOMS)
+            return _digest(b"subclassed value", self.encode(plain(value), path), self._object(value, path))
         if isinstance(value, (torch.dtype, torch.device)):
             return _digest(b"torch " + type(value).__name__.encode(), _text(str(value)))
         if isinstance(value, types.FunctionType):

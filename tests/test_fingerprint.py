@@ -364,6 +364,10 @@ class Loud:
         self.value = value
 
 
+class Tag(str):
+    """A subclass of a plain value."""
+
+
 def cyclic(value: int) -> list:
     items: list = [value]
     items.append(items)
@@ -397,8 +401,11 @@ def test_equal_values_get_one_fingerprint(make: Callable[[], object], same: Call
         (Loud(1.0), Loud(2.0)),
         (cyclic(1), cyclic(2)),
         (functools.partial(max, 1), functools.partial(max, 2)),
+        (Tag("a"), Tag("b")),
+        (Tag("a"), "a"),
     ],
-    ids=["int-float", "int-bool", "tuple-list", "dtype", "tensor-content", "array-shape", "object-state", "cycle", "partial-arg"],
+    ids=["int-float", "int-bool", "tuple-list", "dtype", "tensor-content", "array-shape", "object-state", "cycle", "partial-arg",
+         "str-subclass", "str-subclass-vs-str"],
 )
 def test_different_values_get_different_fingerprints(a: object, b: object) -> None:
     assert fingerprint_values({"v": a}) != fingerprint_values({"v": b})
