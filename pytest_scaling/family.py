@@ -10,15 +10,14 @@ Raw parameters follow ``nn.Linear``'s (out, in) layout; ``nn.Embedding`` is (in,
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
-import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 
 import torch
 from torch import nn
+
+from .fingerprint import FingerprintError, fingerprint_values, model_structure
 
 if TYPE_CHECKING:
     from .parametrization import Parametrization
@@ -143,18 +142,6 @@ def _build_checked(build: Callable[[int], nn.Module], width: int) -> nn.Module:
     return model
 
 
-def _source_of(obj: Any) -> str:
-    """Source text that identifies ``obj`` (a function, partial or class) for fingerprints."""
-    if isinstance(obj, functools.partial):
-        return _source_of(obj.func) + repr(obj.args) + repr(sorted(obj.keywords.items()))
-    module = inspect.getmodule(obj)
-    try:
-        text = inspect.getsource(module) if module is not None else inspect.getsource(obj)
-    except (OSError, TypeError):
-        text = repr(obj)
-    return f"{getattr(obj, '__qualname__', repr(obj))}\n{text}"
-
-
 @dataclass(frozen=True, eq=False)
 class ModelFamily:
     """A family of models indexed by width, with the task it trains on.
@@ -166,6 +153,11 @@ class ModelFamily:
     ``loss(logits, targets)`` replaces the training objective (the recorded loss is always
     cross-entropy, so runs stay comparable). ``at_depth(n_layers)``, if given, returns the family at
     that depth (its own ``at_depth`` included) and enables the depth properties.
+
+    ``fingerprint()`` identifies the family's runs in the run cache by the code and the values
+    that define them (see ``pytest_scaling.fingerprint``); ``cache_key``, if given, stands in for
+    that code and those values, for a family that captures something with no stable hash (a
+    socket, a file); change it whenever the model changes.
     """
 
     name: str
@@ -178,6 +170,7 @@ class ModelFamily:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     role_overrides: Mapping[str, Role] = field(default_factory=dict)
     at_depth: "Callable[[int], ModelFamily] | None" = None
+    cache_key: str | None = None
 
     def __post_init__(self) -> None:
         from .parametrization import Parametrization, get_parametrization
@@ -201,6 +194,8 @@ class ModelFamily:
         if not isinstance(self.role_overrides, Mapping):
             raise TypeError(f"ModelFamily {self.name!r}: role_overrides must be a mapping of parameter name to role, "
                             f"got {type(self.role_overrides).__name__}")
+        if self.cache_key is not None and (not isinstance(self.cache_key, str) or not self.cache_key):
+            raise TypeError(f"ModelFamily {self.name!r}: cache_key must be a non-empty string, got {self.cache_key!r}")
         if not isinstance(self.base_width, int) or isinstance(self.base_width, bool) or self.base_width <= 0:
             raise ValueError(f"ModelFamily {self.name!r}: base_width must be a positive int, got {self.base_width!r}")
         if isinstance(self.widths, (str, bytes)) or not isinstance(self.widths, Iterable):
@@ -231,25 +226,36 @@ class ModelFamily:
         return model, apply_parametrization(model, self.roles, self.parametrization, width, generator)
 
     def fingerprint(self) -> str:
-        """Hash of everything that defines the family's runs: code, shapes, task, parametrization."""
-        with torch.random.fork_rng(devices=[]):
-            model = _build_checked(self.build, self.base_width)
-        model_classes = sorted({type(m) for m in model.modules() if not type(m).__module__.startswith("torch.")}, key=repr)
-        parts = {
+        """Hash of everything that defines the family's runs: code and captured values (or
+        ``cache_key``), the model's structure and shapes, task, parametrization and role overrides.
+        Raises ``FingerprintError`` when a captured value has no stable hash."""
+        result = self._fingerprint
+        if isinstance(result, FingerprintError):
+            raise result.with_traceback(None)
+        return result
+
+    @functools.cached_property
+    def _fingerprint(self) -> str | FingerprintError:
+        """Computed once per family object: it builds the model and hashes the code it reaches."""
+        if self.cache_key is not None:
+            identity: dict[str, Any] = {"cache_key": self.cache_key}
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = _build_checked(self.build, self.base_width)
+            identity = {"build": self.build, "optimizer": self.optimizer, "loss": self.loss, "the built model": model_structure(model)}
+        values = {
+            **identity,
             "name": self.name,
-            "build": _source_of(self.build),
-            # build may be a lambda around code defined elsewhere: hash the module tree it makes
-            # and the source of every non-torch class in it too.
-            "structure": repr(model),
-            "model_code": [_source_of(cls) for cls in model_classes],
-            "shapes": {n: list(p.base_shape) for n, p in self.roles.params.items()},
+            "shapes": {n: p.base_shape for n, p in self.roles.params.items()},
             "task": self.task.config(),
             "parametrization": None if self.parametrization is None else self.parametrization.to_dict(),
-            "optimizer": None if self.optimizer is None else _source_of(self.optimizer),
-            "loss": None if self.loss is None else repr(self.loss),
-            "role_overrides": dict(sorted(self.role_overrides.items())),
+            "role overrides": dict(self.role_overrides),
         }
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        try:
+            return fingerprint_values(values)[:16]
+        except FingerprintError as error:
+            return error
 
 
 def check_widths(widths: tuple[int, ...] | list[int], min_count: int = 2) -> tuple[int, ...]:

@@ -39,9 +39,13 @@ class ScalingSession:
 
     def lr_bracket(self, family: ModelFamily) -> LRBracket:
         """The family's LR-range step in this tier (``pytest_scaling.lr_range``), measured once per session and family."""
+        from pytest_scaling.fingerprint import FingerprintError
         from pytest_scaling.lr_range import measure
 
-        key = (family.name, family.fingerprint())
+        try:
+            key: Any = (family.name, family.fingerprint())
+        except FingerprintError:
+            key = family  # not cacheable: measured once per family object (families hash by identity)
         if key not in self._brackets:
             self._brackets[key] = measure(self, family, self.tier.lr_range)
         return self._brackets[key]

@@ -16,6 +16,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
@@ -25,6 +26,7 @@ import torch
 from . import metrics
 from .contract import check_family, require_family, torch_device, train_config
 from .family import ModelFamily, check_widths
+from .fingerprint import FingerprintError
 from .progress import Progress
 from .stacking import train_width
 from .store import ResultCache, run_key
@@ -114,6 +116,29 @@ def engine_fingerprint() -> str:
     for name in _ENGINE_MODULES:
         digest.update(inspect.getsource(importlib.import_module(f"{__package__}.{name}")).encode())
     return digest.hexdigest()[:16]
+
+
+class UncachedFamilyWarning(UserWarning):
+    """A family whose runs cannot be cached: a value it captures has no stable hash."""
+
+
+_warned_uncached: set[tuple[str, str]] = set()
+
+
+def _run_keys(family: ModelFamily, run_ids: list[RunId], config: TrainConfig, device: torch.device) -> dict[RunId, str] | None:
+    """The cache key of each run; None (after one warning per family) when the family has no fingerprint."""
+    try:
+        fingerprint = family.fingerprint()
+    except FingerprintError as error:
+        if (family.name, str(error)) not in _warned_uncached:
+            _warned_uncached.add((family.name, str(error)))
+            warnings.warn(f"family {family.name!r} is not cached, every run trains: {error}", UncachedFamilyWarning, stacklevel=3)
+        return None
+    config_dict = {**config.to_dict(), "engine": engine_fingerprint(), "torch": torch.__version__}
+    return {
+        (w, lr, s): run_key(family_fingerprint=fingerprint, width=w, lr=lr, seed=s, config=config_dict, device_kind=device.type)
+        for w, lr, s in run_ids
+    }
 
 
 def _seed_mean(table: np.ndarray) -> np.ndarray:
@@ -227,21 +252,17 @@ def sweep(
         with ResultCache.in_dir(cache) as opened:
             return sweep(family, widths=widths, lrs=lrs, seeds=seeds, config=config, device=device, cache=opened,
                          executor=executor, stacking=stacking, progress=progress)
-    fingerprint = family.fingerprint()
-    config_dict = {**config.to_dict(), "engine": engine_fingerprint(), "torch": torch.__version__}
-    keys = {
-        (w, lr, s): run_key(family_fingerprint=fingerprint, width=w, lr=lr, seed=s, config=config_dict, device_kind=device.type)
-        for w in widths
-        for lr in lrs
-        for s in seeds
-    }
+    run_ids = [(w, lr, s) for w in widths for lr in lrs for s in seeds]
+    keys = _run_keys(family, run_ids, config, device) if cache is not None else None
+    if keys is None:
+        cache = None
     runs: dict[RunId, RunResult] = {}
     if cache is not None:
         stored = cache.get_many(list(keys.values()))
         runs = {rid: RunResult.from_dict(stored[k]) for rid, k in keys.items() if k in stored}
     stats = SweepStats(cached=len(runs))
     todo: dict[int, list[tuple[float, int]]] = {}
-    for w, lr, s in keys:
+    for w, lr, s in run_ids:
         if (w, lr, s) not in runs:
             todo.setdefault(w, []).append((lr, s))
     progress = progress or Progress(total=0)
