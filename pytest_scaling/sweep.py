@@ -25,7 +25,7 @@ from .family import ModelFamily, check_widths
 from .progress import Progress
 from .stacking import train_width
 from .store import ResultCache, run_key
-from .train import RunResult, TrainConfig
+from .train import RunResult, TrainConfig, recipe_notes
 
 RunId = tuple[int, float, int]  # (width, lr, seed)
 
@@ -42,7 +42,9 @@ class SweepStats:
 
 @dataclass
 class SweepResult:
-    """All runs of a sweep, with the loss table ``[width, lr, seed]`` and shortcuts into ``metrics``."""
+    """All runs of a sweep, with the loss table ``[width, lr, seed]`` and shortcuts into ``metrics``.
+
+    ``recipe``: what the runs' training did, in short lines (``train.recipe_notes``)."""
 
     family: str
     widths: tuple[int, ...]
@@ -51,6 +53,7 @@ class SweepResult:
     config: TrainConfig
     runs: dict[RunId, RunResult]
     stats: SweepStats = field(default_factory=SweepStats)
+    recipe: list[str] = field(default_factory=list)
 
     def run(self, width: int, lr: float, seed: int) -> RunResult:
         return self.runs[(width, float(lr), seed)]
@@ -193,4 +196,4 @@ def sweep(
         raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
     progress.finish()
     stats.seconds = time.perf_counter() - started
-    return SweepResult(family.name, widths, lrs, seeds, config, runs, stats)
+    return SweepResult(family.name, widths, lrs, seeds, config, runs, stats, recipe_notes(family, config, lrs, seeds, stacking))
