@@ -3,7 +3,9 @@
 ``SingleRun`` is one model as written (K = 1; any optimizer, the user's own included).
 ``StackedRuns`` holds K runs of one width as parameters with a leading run dimension and
 runs them as one computation (``torch.func.vmap`` over ``functional_call``), with one
-optimizer whose LR is a per-run vector. The training loop in ``train.py`` is the same for both.
+optimizer whose LR is a per-run vector. A family's own optimizer stacks when its runs' optimizers
+have an exact batched form (``optim.stacked_form``); ``unstackable_reason`` says when they have not.
+The training loop in ``train.py`` is the same for both.
 """
 
 from __future__ import annotations
@@ -16,10 +18,29 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .contract import logits_of
 from .family import ModelFamily
-from .optim import epsilon_probe
+from .optim import NoStackedForm, StackedForm, epsilon_probe, stacked_form
 from .probes import ProbeRecorder, probing
 
 OptimizerFactory = Callable[[list[dict], "float | torch.Tensor"], torch.optim.Optimizer]
+
+
+def own_stacked_form(family: ModelFamily, models: Sequence[nn.Module], lrs: Sequence[float]) -> StackedForm:
+    """The batched form of the family's own optimizer, built once per run (``models[i]`` at ``lrs[i]``)."""
+    optimizers = [family.optimizer(model, lr) for model, lr in zip(models, lrs)]
+    return stacked_form(optimizers, [dict(model.named_parameters()) for model in models])
+
+
+def unstackable_reason(family: ModelFamily, width: int, lrs: Sequence[float], seeds: Sequence[int]) -> str | None:
+    """Why the runs ``(lrs[i], seeds[i])`` cannot train stacked with the family's own optimizer, in one line;
+    None when they can (or the family trains with the recipe's optimizer)."""
+    if family.optimizer is None:
+        return None
+    models = {s: family.instantiate(width, s)[0] for s in dict.fromkeys(seeds)}
+    try:
+        own_stacked_form(family, [models[s] for s in seeds], lrs)
+    except NoStackedForm as exc:
+        return str(exc)
+    return None
 
 
 class SingleRun:
@@ -52,7 +73,10 @@ class SingleRun:
 
 
 class StackedRuns:
-    """K runs of one width as one vmapped computation; run i trains with ``lrs[i]`` from ``seeds[i]``."""
+    """K runs of one width as one vmapped computation; run i trains with ``lrs[i]`` from ``seeds[i]``.
+
+    A family's own optimizer is built once per run and translated into one batched optimizer;
+    ``optim.NoStackedForm`` (raised before any training) says why when that is not exact."""
 
     def __init__(
         self,
@@ -63,8 +87,6 @@ class StackedRuns:
         make_optimizer: OptimizerFactory,
         device: torch.device,
     ):
-        if family.optimizer is not None:
-            raise ValueError("a family with its own optimizer factory trains run by run, not stacked")
         built = {s: family.instantiate(width, s) for s in dict.fromkeys(seeds)}
         self.template, groups = built[seeds[0]]
         self.k = len(lrs)
@@ -73,10 +95,13 @@ class StackedRuns:
         self.params = {n: p.detach().to(device).requires_grad_(True) for n, p in params.items()}
         self.buffers = {n: b.to(device) for n, b in self.buffers.items()}
         self.named = self.params
-        lr = torch.tensor(lrs, dtype=torch.float32, device=device)
-        name_of = {id(p): n for n, p in self.template.named_parameters()}
-        stacked_groups = [{**g, "params": [self.params[name_of[id(p)]] for p in g["params"]]} for g in groups]
-        self.optimizer = make_optimizer(stacked_groups, lr)
+        if family.optimizer is not None:
+            self.optimizer = own_stacked_form(family, [built[s][0] for s in seeds], lrs).build(self.params)
+        else:
+            lr = torch.tensor(lrs, dtype=torch.float32, device=device)
+            name_of = {id(p): n for n, p in self.template.named_parameters()}
+            stacked_groups = [{**g, "params": [self.params[name_of[id(p)]] for p in g["params"]]} for g in groups]
+            self.optimizer = make_optimizer(stacked_groups, lr)
         self.peak_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self._forward = vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")
 

@@ -6,7 +6,8 @@ probe: for each candidate chunk size c it trains a c-run stack for a few steps, 
 time and the median step time (the first step, which pays first-call costs, left out), and
 predicts the width's whole bill; the cheapest wins.
 The one-by-one loop is always a candidate, so the choice is never slower than it (up to timing
-noise).
+noise). A family's own optimizer stacks when it has an exact batched form; otherwise its runs train
+one by one, with a ``StackingFallbackWarning`` that says why.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 
 from .family import ModelFamily
+from .members import unstackable_reason
 from .train import RunResult, TrainConfig, train_group
 
 ChunkCallback = Callable[[int, list[RunResult], int], None]
@@ -28,7 +30,8 @@ PROBE_STEPS = 6
 
 
 class StackingFallbackWarning(UserWarning):
-    """A family's model could not be stacked (vmap refused it); its runs train one by one."""
+    """A family's runs could not be stacked (vmap refused the model, or its own optimizer has no exact stacked form);
+    they train one by one."""
 
 
 def _candidates(k: int) -> list[int]:
@@ -38,6 +41,14 @@ def _candidates(k: int) -> list[int]:
         sizes.add(c)
         c *= 2
     return sorted(sizes)
+
+
+def _stackable(family: ModelFamily, width: int, members: Sequence[tuple[float, int]]) -> bool:
+    """Whether the family's optimizer, built for each of ``members``, stacks; if not, warn why."""
+    reason = unstackable_reason(family, width, [lr for lr, _ in members], [seed for _, seed in members])
+    if reason is not None:
+        warnings.warn(StackingFallbackWarning(f"{family.name}: {reason}: training one by one"))
+    return reason is None
 
 
 def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device) -> tuple[float, float]:
@@ -56,7 +67,7 @@ def plan_chunk_size(family: ModelFamily, width: int, members: Sequence[tuple[flo
     than the probe train one by one untimed: timing the candidates would cost more than any choice saves.
     """
     k = len(members)
-    if k == 1 or family.optimizer is not None or config.steps <= PROBE_STEPS:
+    if k == 1 or config.steps <= PROBE_STEPS or not _stackable(family, width, members):
         return 1
     predicted: dict[int, float] = {}
     for c in _candidates(k):
@@ -88,7 +99,7 @@ def train_width(
     if stacking == "auto":
         size = plan_chunk_size(family, width, members, config, device)
     elif stacking == "all":
-        size = len(members) if family.optimizer is None else 1
+        size = len(members) if len(members) > 1 and _stackable(family, width, members) else 1
     elif stacking == "none":
         size = 1
     else:

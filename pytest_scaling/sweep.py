@@ -30,7 +30,7 @@ from .fingerprint import FingerprintError
 from .progress import Progress
 from .stacking import train_width
 from .store import ResultCache, run_key
-from .train import RunResult, TrainConfig
+from .train import RunResult, TrainConfig, recipe_notes
 
 RunId = tuple[int, float, int]  # (width, lr, seed)
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -49,7 +49,9 @@ class SweepStats:
 
 @dataclass
 class SweepResult:
-    """All runs of a sweep, with the loss table ``[width, lr, seed]`` and shortcuts into ``metrics``."""
+    """All runs of a sweep, with the loss table ``[width, lr, seed]`` and shortcuts into ``metrics``.
+
+    ``recipe``: what the runs' training did, in short lines (``train.recipe_notes``)."""
 
     family: str
     widths: tuple[int, ...]
@@ -58,6 +60,7 @@ class SweepResult:
     config: TrainConfig
     runs: dict[RunId, RunResult]
     stats: SweepStats = field(default_factory=SweepStats)
+    recipe: list[str] = field(default_factory=list)
 
     def run(self, width: int, lr: float, seed: int) -> RunResult:
         return self.runs[(width, float(lr), seed)]
@@ -286,4 +289,4 @@ def sweep(
         run_on_ray(family, todo, config, device=device, stacking=stacking, on_chunk=finished)
     progress.finish()
     stats.seconds = time.perf_counter() - started
-    return SweepResult(family.name, widths, lrs, seeds, config, runs, stats)
+    return SweepResult(family.name, widths, lrs, seeds, config, runs, stats, recipe_notes(family, config, lrs, seeds, stacking))

@@ -21,8 +21,8 @@ from torch.func import vmap
 
 from .contract import check_family, torch_device, train_config
 from .family import ModelFamily
-from .members import SingleRun, StackedRuns
-from .optim import AdamAtan2, AdamW
+from .members import SingleRun, StackedRuns, own_stacked_form
+from .optim import AdamAtan2, AdamW, NoStackedForm, describe
 from .probes import ProbeRecorder
 
 # What a probe step can record: layer output sizes (coord check), the input size of each norm layer (in a
@@ -43,6 +43,15 @@ class OptimizerSpec:
     eps: float = 1e-8
     weight_decay: float = 0.0
     independent_wd: bool = True
+
+    def describe(self) -> str:
+        """The optimizer and its hyperparameters in a few words, e.g. ``AdamW, betas (0.9, 0.95), eps 1e-08, ...``."""
+        parts = ["AdamW", f"betas {self.betas}", f"eps {self.eps:g}"] if self.name == "adamw" else ["AdamAtan2", f"betas {self.betas}"]
+        if self.weight_decay:
+            parts.append(f"{'independent' if self.independent_wd else 'coupled'} weight decay {self.weight_decay:g}")
+        else:
+            parts.append("no weight decay")
+        return ", ".join(parts)
 
     def build(self, groups: list[dict], lr: float | torch.Tensor) -> torch.optim.Optimizer:
         """The optimizer over param groups carrying ``lr_mult``; ``lr`` may be a per-run vector."""
@@ -92,6 +101,13 @@ class TrainConfig:
             return 1.0
         progress = (step - self.warmup) / max(1, self.steps - self.warmup)
         return self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def describe_schedule(self) -> list[str]:
+        """The LR schedule and gradient clipping in short lines."""
+        warmup = f"linear warmup over {self.warmup} steps, then " if self.warmup else ""
+        shape = "constant" if self.schedule == "constant" else f"cosine decay to {self.min_lr_frac:g}x the peak by step {self.steps}"
+        clip = f"gradients clipped to global norm {self.grad_clip:g} per run" if self.grad_clip is not None else "no gradient clipping"
+        return [f"LR schedule: {warmup}{shape}", clip] + (["bf16 autocast"] if self.bf16 else [])
 
     def probes_at(self, step: int) -> bool:
         return step in self.probe_steps or (self.probe_every > 0 and (step % self.probe_every == 0 or step == self.steps - 1))
@@ -281,6 +297,45 @@ def train_run(
     config, device = train_config(config, overrides), torch_device(device)
     check_family(family)
     return train_group(family, width, [(lr, seed)], config, device=device, stacked=False)[0]
+
+
+def recipe_notes(
+    family: ModelFamily,
+    config: TrainConfig,
+    lrs: Sequence[float] = (1e-3,),
+    seeds: Sequence[int] = (0,),
+    stacking: str = "auto",
+) -> list[str]:
+    """What a run of ``family`` under ``config`` does, in short lines: its optimizer, what the recipe applies around
+    it (and, around a family's own optimizer, what it leaves to that optimizer), and whether a width's runs
+    (``lrs`` x ``seeds``) train stacked under ``stacking``, or why not.
+
+    A family's own optimizer is built at the base width for each run; the first run's is described.
+    """
+    if stacking not in ("auto", "all", "none"):
+        raise ValueError(f"stacking must be 'auto', 'all' or 'none', got {stacking!r}")
+    runs = [(float(lr), seed) for seed in seeds for lr in lrs]
+    if family.optimizer is None:
+        layers = f"per-layer init and LR multipliers of {family.parametrization.name}" if family.parametrization else "one LR for every parameter"
+        notes = [f"the recipe's {config.optimizer.describe()}; {layers}"]
+    else:
+        models = {seed: family.instantiate(family.base_width, seed)[0] for _, seed in runs}
+        (lr, seed), width = runs[0], family.base_width
+        notes = [f"the family's own {describe(family.optimizer(models[seed], lr), lr)} (width {width}, LR {lr:g})",
+                 f"not applied, the family's optimizer keeps its own: the recipe's {config.optimizer.describe()}",
+                 "the recipe scales every param group's LR by its schedule"]
+    notes += config.describe_schedule()
+    if stacking == "none" or len(runs) == 1:
+        return notes + ["runs train one by one" + (" (stacking='none')" if stacking == "none" else ": one run per width")]
+    how = "chunk size timed per width" if stacking == "auto" else "all runs of a width at once"
+    if family.optimizer is None:
+        return notes + [f"runs stack ({how})"]
+    try:
+        form = own_stacked_form(family, [models[seed] for _, seed in runs], [lr for lr, _ in runs])
+    except NoStackedForm as exc:
+        return notes + [f"runs train one by one: {exc}"]
+    per_run = f", per run: {', '.join(form.per_run())}" if form.per_run() else ""
+    return notes + [f"runs stack ({how}): {form.source} as the batched {form.optimizer.__name__}{per_run}"]
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -20,10 +20,11 @@ def _mlp(seed: int = 0) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
 
 
-def _groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def _groups(model: torch.nn.Module, weight_decay: float, key: str = "weight_decay") -> list[dict]:
+    """Weights decayed by ``weight_decay`` (under group key ``key``), biases not."""
     weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
     biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
-    return [{"params": weights, "weight_decay": weight_decay}, {"params": biases, "weight_decay": 0.0}]
+    return [{"params": weights, key: weight_decay}, {"params": biases, key: 0.0}]
 
 
 def _grads(n_steps: int, shape: tuple[int, ...], scale: float = 1e-2, seed: int = 1) -> list[torch.Tensor]:
@@ -31,11 +32,13 @@ def _grads(n_steps: int, shape: tuple[int, ...], scale: float = 1e-2, seed: int 
     return [scale * torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(n_steps)]
 
 
+@pytest.mark.parametrize("our_key, torch_optimizer", [("weight_decay", torch.optim.AdamW), ("l2", torch.optim.Adam)])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adamw_coupled_matches_torch(weight_decay: float) -> None:
+def test_adamw_matches_torch(weight_decay: float, our_key: str, torch_optimizer: type) -> None:
+    """Coupled decay is torch.optim.AdamW's weight_decay; ``l2`` is torch.optim.Adam's (added to the gradient)."""
     ours, theirs = _mlp(), _mlp()
-    opt_ours = AdamW(_groups(ours, weight_decay), lr=1e-2, betas=BETAS)
-    opt_theirs = torch.optim.AdamW(_groups(theirs, weight_decay), lr=1e-2, betas=BETAS)
+    opt_ours = AdamW(_groups(ours, weight_decay, our_key), lr=1e-2, betas=BETAS)
+    opt_theirs = torch_optimizer(_groups(theirs, weight_decay), lr=1e-2, betas=BETAS)
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
         x, y = torch.randn(32, 8, generator=g), torch.randint(3, (32,), generator=g)
@@ -81,18 +84,24 @@ def test_weight_decay_matches_formula(optimizer, direction, independent: bool) -
         torch.testing.assert_close(param.detach(), theta, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("decays", [(0.2, 0.2, 0.2), (0.2, 0.0, 0.5)], ids=["shared-decay", "per-run-decay"])
 @pytest.mark.parametrize("independent", [False, True])
 @pytest.mark.parametrize("optimizer", [AdamW, AdamAtan2])
-def test_stacked_runs_step_like_single_runs(optimizer, independent: bool) -> None:
-    """K runs stacked along dim 0 with a per-run LR vector step exactly as K single runs."""
+def test_stacked_runs_step_like_single_runs(optimizer, independent: bool, decays: tuple[float, ...]) -> None:
+    """K runs stacked along dim 0 with a per-run LR vector (and weight decay and L2: a vector where they differ)
+    step exactly as K single runs."""
     lrs, schedule = [1e-2, 3e-3, 0.0], [1.0, 0.5, 0.25, 0.75]
     theta0 = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     grads = _grads(len(schedule), theta0.shape)
     stacked = torch.nn.Parameter(theta0.clone())
     singles = [torch.nn.Parameter(theta0[i].clone()) for i in range(3)]
-    kwargs = dict(betas=BETAS, weight_decay=0.2, independent_wd=independent)
-    opts = [optimizer([stacked], lr=torch.tensor(lrs, dtype=torch.float64), **kwargs)]
-    opts += [optimizer([p], lr=lr, **kwargs) for p, lr in zip(singles, lrs)]
+    per_run = (lambda v: torch.tensor(v, dtype=torch.float64)) if len(set(decays)) > 1 else (lambda v: v[0])
+    l2s = [d / 2 for d in decays]
+    kwargs = dict(betas=BETAS, independent_wd=independent)
+    opts = [optimizer([{"params": [stacked], "l2": per_run(l2s)}], lr=torch.tensor(lrs, dtype=torch.float64),
+                      weight_decay=per_run(decays), **kwargs)]
+    opts += [optimizer([{"params": [p], "l2": l2}], lr=lr, weight_decay=wd, **kwargs)
+             for p, lr, wd, l2 in zip(singles, lrs, decays, l2s)]
     for grad, s in zip(grads, schedule):
         for opt in opts:
             opt.param_groups[0]["lr"] = opt.param_groups[0]["initial_lr"] * s
@@ -213,6 +222,7 @@ def test_epsilon_probe_reads_torch_adamw_and_matches_the_step() -> None:
         (AdamW, {"betas": (0.9, -0.1)}, "betas must lie in"),
         (AdamW, {"eps": -1e-8}, "eps must be >= 0"),
         (AdamW, {"weight_decay": -0.1}, "weight_decay must be >= 0"),
+        (AdamW, {"weight_decay": torch.tensor([0.1, -0.1])}, "weight_decay must be >= 0"),
         (AdamAtan2, {"a": 0.0}, "a must be > 0"),
         (AdamAtan2, {"b": -1.0}, "b must be > 0"),
     ],
@@ -222,6 +232,7 @@ def test_bad_hyperparameters_raise(optimizer, kwargs: dict, message: str) -> Non
         optimizer([torch.nn.Parameter(torch.zeros(2))], **kwargs)
 
 
-def test_bad_group_hyperparameters_raise() -> None:
-    with pytest.raises(ValueError, match="lr_mult must be >= 0"):
-        AdamW([{"params": [torch.nn.Parameter(torch.zeros(2))], "lr_mult": -1.0}])
+@pytest.mark.parametrize("group, message", [({"lr_mult": -1.0}, "lr_mult must be >= 0"), ({"l2": -0.1}, "l2 must be >= 0")])
+def test_bad_group_hyperparameters_raise(group: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AdamW([{"params": [torch.nn.Parameter(torch.zeros(2))], **group}])

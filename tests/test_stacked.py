@@ -7,9 +7,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from pytest_scaling import families, tasks
-from pytest_scaling.train import OptimizerSpec, TrainConfig, train_group, train_run
+from pytest_scaling.family import ModelFamily
+from pytest_scaling.optim import AdamAtan2
+from pytest_scaling.train import OptimizerSpec, RunResult, TrainConfig, train_group, train_run
 
 CONFIG = TrainConfig(
     steps=12,
@@ -31,19 +35,58 @@ FAMILIES = {
 }
 
 
+
+
+def _two_groups(model: nn.Module, lr: float) -> list[dict]:
+    """A user's param groups: vectors at the run's LR, matrices at half of it with their own ε."""
+    vectors = [p for p in model.parameters() if p.dim() < 2]
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    return [{"params": vectors, "lr": lr}, {"params": matrices, "lr": lr / 2, "eps": 1e-6}]
+
+
+# A family's own optimizer factory(model, lr), as users write them.
+OWN_OPTIMIZERS = {
+    "torch-adam": lambda model, lr: torch.optim.Adam(_two_groups(model, lr), eps=1e-8),
+    "torch-adam-l2": lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-2),
+    "torch-adamw": lambda model, lr: torch.optim.AdamW(_two_groups(model, lr), betas=(0.9, 0.95), weight_decay=0.1),
+    "torch-adamw-wd-over-lr": lambda model, lr: torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3 / lr),
+    "atan2-independent-wd": lambda model, lr: AdamAtan2(_two_groups(model, lr), lr=lr, weight_decay=0.1, independent_wd=True),
+}
+OWN_MODELS = {
+    "mlp": lambda: families.mlp(base_width=32, widths=(32, 64), parametrization=None),
+    "gpt": lambda: families.gpt(task=tasks.markov_language(vocab=16, seq_len=8), base_width=32, widths=(32, 64), n_layers=1,
+                                parametrization=None),
+}
+OWN_CONFIG = TrainConfig(steps=20, batch_size=8, warmup=4, schedule="cosine", grad_clip=1.0, probe_every=5)
+
+
+def _assert_match_runs_alone(stacked: list[RunResult], family: ModelFamily, width: int, config: TrainConfig) -> None:
+    """Each stacked run's losses and probes are those of the same run trained alone."""
+    for result in stacked:
+        alone = train_run(family, width, result.lr, result.seed, config)
+        np.testing.assert_allclose(result.losses, alone.losses, rtol=1e-5, atol=1e-6)
+        assert result.probe_step_list == alone.probe_step_list
+        assert result.probes.keys() == alone.probes.keys()
+        for probe, series in alone.probes.items():
+            for key, values in series.items():
+                np.testing.assert_allclose(result.probes[probe][key], values, rtol=1e-3, atol=1e-7, err_msg=f"{probe}/{key}")
+
+
 @pytest.mark.parametrize("kind", sorted(FAMILIES))
 def test_stacked_runs_match_runs_trained_alone(kind: str) -> None:
     family = FAMILIES[kind]()
     config = dataclasses.replace(CONFIG, optimizer=OptimizerSpec(name="adam_atan2")) if "atan2" in kind else CONFIG
     stacked = train_group(family, 64, RUNS, config)
-    for result, (lr, seed) in zip(stacked, RUNS):
-        alone = train_run(family, 64, lr, seed, config)
-        assert (result.lr, result.seed) == (lr, seed)
-        np.testing.assert_allclose(result.losses, alone.losses, rtol=1e-5, atol=1e-6)
-        assert result.probe_step_list == alone.probe_step_list
-        for probe, series in alone.probes.items():
-            for key, values in series.items():
-                np.testing.assert_allclose(result.probes[probe][key], values, rtol=1e-3, atol=1e-7, err_msg=f"{probe}/{key}")
+    assert [(r.lr, r.seed) for r in stacked] == RUNS
+    _assert_match_runs_alone(stacked, family, 64, config)
+
+
+@pytest.mark.parametrize("model", sorted(OWN_MODELS))
+@pytest.mark.parametrize("optimizer", sorted(OWN_OPTIMIZERS))
+def test_a_familys_own_optimizer_stacks_exactly(model: str, optimizer: str) -> None:
+    """Stacked with the batched form of the family's optimizer, runs match runs trained alone with the real one."""
+    family = dataclasses.replace(OWN_MODELS[model](), optimizer=OWN_OPTIMIZERS[optimizer])
+    _assert_match_runs_alone(train_group(family, 32, RUNS, OWN_CONFIG), family, 32, OWN_CONFIG)
 
 
 def test_a_diverging_member_does_not_disturb_the_others() -> None:
