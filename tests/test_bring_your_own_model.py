@@ -22,16 +22,16 @@ def model_family():
 @pytest.mark.parametrize("how", ["conftest override", "--scaling-family"])
 def test_the_suite_checks_a_users_own_gpt(pytester: pytest.Pytester, how: str) -> None:
     pytester.makepyfile(
-        test_suite=(REPO / "scaling_tests" / "test_mup.py").read_text(),
+        test_suite=(REPO / "scaling_tests" / "test_suite.py").read_text(),
         my_models=(REPO / "examples" / "my_models.py").read_text(),
     )
-    args = ["-k", "test_coord_check and not builtin", "--scaling-tier", "smoke", "--scaling-no-cache", "-p", "no:cacheprovider",
+    args = ["-k", "TestSuite and test_coord_check", "--scaling-tier", "smoke", "--scaling-no-cache", "-p", "no:cacheprovider",
             "--scaling-report", "report.json"]
     if how == "conftest override":
         pytester.makeconftest(OVERRIDE)
     else:
         args += ["--scaling-family", "my_models:family"]
     result = pytester.runpytest_subprocess(*args)
-    result.assert_outcomes(passed=1, deselected=3)
+    result.assert_outcomes(passed=1, deselected=21)
     records = json.loads((pytester.path / "report.json").read_text())["records"]
     assert [(r["property"], r["family"], r["status"]) for r in records] == [("coord_check", "my-gpt", "pass")]

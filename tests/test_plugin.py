@@ -270,7 +270,7 @@ def test_marker_tiers_skip_tests_of_other_tiers(pytester: pytest.Pytester, tier:
         ('tiers="cpu"', "tiers must be a tuple of tier names, e.g. tiers=('cpu', 'gpu'), got 'cpu'"),
         ("tiers=()", "tiers is empty"),
         ('"lr_transfer"', "takes keyword arguments only"),
-        ("prop='x'", "unknown argument(s) prop; it takes property, tiers"),
+        ("prop='x'", "unknown argument(s) prop; it takes property, tiers, builtin"),
         ("property=3", "property must be a str"),
     ],
 )
@@ -339,13 +339,13 @@ def test_scaling_family_errors_are_one_line_usage_errors(pytester: pytest.Pytest
     assert_usage_error(run(pytester, SHOW_FAMILY, "--scaling-family", spec), message)
 
 
-def test_model_family_defaults_to_the_builtin_gpt(pytester: pytest.Pytester) -> None:
+def test_model_family_defaults_to_the_reference_gpt(pytester: pytest.Pytester) -> None:
     source = """
         from pytest_scaling.family import ModelFamily
-        from pytest_scaling.families import gpt
+        from pytest_scaling.families import reference_gpt
 
         def test_default(model_family):
-            assert isinstance(model_family, ModelFamily) and model_family.name == gpt().name
+            assert isinstance(model_family, ModelFamily) and model_family.name == reference_gpt().name
     """
     run(pytester, source).assert_outcomes(passed=1)
 
@@ -379,10 +379,12 @@ def test_record_rejects_what_a_report_cannot_hold(name: object, values: dict) ->
         session.record(name, **values)  # type: ignore[arg-type]
 
 
-def test_sweep_needs_a_family_when_the_session_has_none() -> None:
+def test_sweep_names_the_family_it_needs() -> None:
     session = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
-    with pytest.raises(ValueError, match=r"^scaling.sweep\(\): no family given, and the session has none$"):
-        session.sweep(lrs=(1e-3,))
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'family'"):
+        session.sweep(lrs=(1e-3,))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^scaling.sweep\(\) needs the family to sweep, e.g. scaling.sweep\(model_family"):
+        session.sweep(None, lrs=(1e-3,))  # type: ignore[arg-type]
 
 
 def test_terminal_summary_tables_the_records_only_when_there_are_records(pytester: pytest.Pytester) -> None:
@@ -399,7 +401,7 @@ def test_terminal_summary_tables_the_records_only_when_there_are_records(pyteste
         """,
     )
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*= scaling =*", "3 records (cpu tier, cpu):", "test * status", "-*",
-                                 "*::test_a * pass", "*::test_a * pass", "*::test_a * pass"])
+    result.stdout.fnmatch_lines(["*= scaling =*", "3 records (cpu tier, cpu):", "family - (3 records)",
+                                 "record * status", "-*", "lr_transfer * pass", "lr_transfer * pass", "coord_check * pass"])
     quiet = run(pytester, "def test_b(scaling):\n    pass\n")
     assert "= scaling =" not in quiet.stdout.str()

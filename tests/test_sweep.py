@@ -214,8 +214,8 @@ import pytest
 
 
 @pytest.mark.parametrize("lrs", [(1e-3, 1e-2), (1e-2, 1e-1), (1e-3, 1e-2, 1e-1), (1e-1, 1.0)])
-def test_sweep(scaling, lrs):
-    stats = scaling.sweep(lrs=lrs, steps=5, batch_size=8).stats
+def test_sweep(scaling, model_family, lrs):
+    stats = scaling.sweep(model_family, lrs=lrs, steps=5, batch_size=8).stats
     total = 2 * len(lrs)
     assert stats.trained + stats.cached == total
     if os.environ.get("EXPECT_ALL_CACHED"):
@@ -261,7 +261,7 @@ def test_the_ray_executor_gives_the_local_results() -> None:
     ("change", "message"),
     [
         ({"widths": (32, 16)}, "widths must be strictly increasing, got [32, 16]"),
-        ({"widths": (16,)}, "need at least two widths, got [16]"),
+        ({"widths": ()}, "need at least 1 width, got []"),
         ({"widths": (16, 32.0)}, "widths must be positive integers, got [16, 32.0]"),
         ({"lrs": (0.0, 1e-2)}, "lrs must be positive finite numbers, got [0.0, 0.01]"),
         ({"lrs": (1e-2, 1e-3)}, "lrs must be strictly increasing, got [0.01, 0.001]"),
@@ -306,12 +306,12 @@ def test_progress_redraws_one_line_on_a_terminal() -> None:
 def run_sweep_test(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
     """Run one in-process test ``test_sweep(scaling)`` with ``body`` and the tiny family as ``model_family``."""
     pytester.makeconftest(FAMILY_CONFTEST)
-    pytester.makepyfile(test_uses_scaling="def test_sweep(scaling):\n" + textwrap.indent(textwrap.dedent(body), "    "))
+    pytester.makepyfile(test_uses_scaling="def test_sweep(scaling, model_family):\n" + textwrap.indent(textwrap.dedent(body), "    "))
     return pytester.runpytest_inprocess("-p", "no:hypothesispytest", "--scaling-tier", "smoke", *args)
 
 
 SWEEP_DEFAULTS = """
-result = scaling.sweep(lrs=(1e-3, 1e-2), steps=5, batch_size=8)
+result = scaling.sweep(model_family, lrs=(1e-3, 1e-2), steps=5, batch_size=8)
 assert result.family == "mlp-d3-mup" and result.seeds == (0,) and result.widths == (16, 32)
 print(f"TRAINED={result.stats.trained}")
 """
@@ -344,7 +344,7 @@ def test_a_cache_spoilt_during_the_session_fails_the_test_in_one_line(pytester: 
     from pathlib import Path
     Path(".scaling").mkdir()
     Path(".scaling/cache.sqlite").write_bytes(b"not a database" * 100)
-    scaling.sweep(lrs=(1e-3, 1e-2), steps=5, batch_size=8)
+    scaling.sweep(model_family, lrs=(1e-3, 1e-2), steps=5, batch_size=8)
     """
     result = run_sweep_test(pytester, body)
     result.assert_outcomes(failed=1)
