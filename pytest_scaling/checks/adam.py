@@ -100,5 +100,5 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
         frac_threshold=grid.max_frac_below_eps,
         min_rms_ratio=jsonable(np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)),
         rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **margins.to_dict(),
-        **placed)
+        recipe=result.recipe, **placed)
     return assert_adam_epsilon(margins, max_frac_below_eps=grid.max_frac_below_eps, min_rms_ratio=grid.min_rms_ratio)

@@ -81,7 +81,8 @@ def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = No
     per_seed = [metrics.lr_sensitivity_by_size(grid.depths, results[0].lrs, tables[:, w], initial[:, w], size_name="depth",
                                                relative=relative).values for w in range(len(widths))]  # [depth, seed]
     seed_growth = np.max([metrics.log2_slopes(grid.depths, values) for values in per_seed], axis=0)
-    PROPERTIES["depth"].record(scaling, name, families=[f.name for f in families], seed_values=seed_growth.tolist(), **placed,
+    PROPERTIES["depth"].record(scaling, name, families=[f.name for f in families], seed_values=seed_growth.tolist(),
+                   recipe=results[0].recipe, **placed,
                    depths=list(grid.depths), widths=list(widths), lrs=list(results[0].lrs),
                    value=growth[worst], threshold=grid.max_growth_per_doubling,
                    sensitivity=[s.mean.tolist() for s in sensitivity], growth_per_doubling=growth,
@@ -136,7 +137,7 @@ def depth_coord_check(scaling: Any, build_family: DepthFamilies,
     layers = [f"width {w}: {norms[-1]} input" for w in grid.widths]
     slopes = metrics.coord_slopes(grid.depths, sizes, layers=layers, steps=range(grid.steps + 1))
     seed_values = [metrics.coord_slopes(grid.depths, seed_sizes, layers=layers).max_abs_slope for seed_sizes in per_seed]
-    PROPERTIES["depth_coord_check"].record(scaling, name, seed_values=seed_values, **placed,
+    PROPERTIES["depth_coord_check"].record(scaling, name, seed_values=seed_values, recipe=results[0].recipe, **placed,
                    families=[f.name for f in families], value=slopes.max_abs_slope,
                    threshold=grid.max_abs_slope, depths=list(grid.depths), widths=list(grid.widths),
                    seeds=list(results[0].seeds), slopes=jsonable(slopes.slopes), sizes=jsonable(sizes))
@@ -164,7 +165,8 @@ def depth_lr_transfer(scaling: Any, build_family: DepthFamilies,
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
     shifts = [metrics.lr_curve_shift(grid.depths, grid.lrs, tables[:, w], initial_loss=initial[:, w])
               for w in range(len(grid.widths))]
-    PROPERTIES["depth_lr_transfer"].record(scaling, name, seed_values=shifts[-1].seed_slopes.tolist(), **placed,
+    PROPERTIES["depth_lr_transfer"].record(scaling, name, seed_values=shifts[-1].seed_slopes.tolist(),
+                   recipe=results[0].recipe, **placed,
                    families=[f.name for f in families], value=shifts[-1].slope, threshold=grid.max_abs_slope,
                    depths=list(grid.depths), widths=list(grid.widths), lrs=list(grid.lrs),
                    shift=[s.mean_shift.tolist() for s in shifts], slopes=[s.slope for s in shifts],

@@ -54,7 +54,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     PROPERTIES["coord_check"].record(scaling, family.name, value=slopes.max_slope, threshold=grid.max_abs_slope,
                                      seed_values=seed_values, widths=list(result.widths), seeds=list(result.seeds),
                                      slopes=jsonable(slopes.slopes), layers=layers, zero_cells=jsonable(slopes.zero_cells),
-                                     lr=grid.lr, **placed)
+                                     lr=grid.lr, recipe=result.recipe, **placed)
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 
@@ -72,7 +72,7 @@ def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = N
                                      threshold=grid.max_abs_slope, seed_values=transfer.seed_slopes.tolist(),
                                      widths=list(result.widths), lrs=list(result.lrs),
                                      mean_log2_lr=jsonable(transfer.mean_log2_lr), losses=json_losses(result.loss_table()),
-                                     **placed)
+                                     recipe=result.recipe, **placed)
     return assert_lr_transfer(transfer, max_abs_slope=grid.max_abs_slope)
 
 
@@ -93,7 +93,8 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
     PROPERTIES["lr_curve_transfer"].record(scaling, family.name, value=shift.slope, threshold=grid.max_abs_slope,
                                            seed_values=shift.seed_slopes.tolist(), widths=list(result.widths),
                                            lrs=list(result.lrs), shift=shift.mean_shift.tolist(), losses=json_losses(table),
-                                           log2_lr_opt=jsonable(result.lr_transfer().mean_log2_lr), **placed)
+                                           log2_lr_opt=jsonable(result.lr_transfer().mean_log2_lr),
+                                           recipe=result.recipe, **placed)
     return assert_lr_curve_transfer(shift, max_abs_slope=grid.max_abs_slope)
 
 
@@ -114,5 +115,6 @@ def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None
                    for s in range(at_lr.shape[1])]
     PROPERTIES["wider_is_better"].record(scaling, family.name, value=float(trend.max_rel_increase),
                                          threshold=grid.wider_rtol, seed_values=seed_values, lr=tuned_lr,
-                                         widths=list(result.widths), losses=result.losses_at_lr(tuned_lr).tolist(), **placed)
+                                         widths=list(result.widths), losses=result.losses_at_lr(tuned_lr).tolist(),
+                                         recipe=result.recipe, **placed)
     return assert_wider_is_better(trend, rtol=grid.wider_rtol)

@@ -41,7 +41,7 @@ class SizeLosses:
     std: np.ndarray
     n_seeds: int
     lr_policy: str
-    placed: dict[str, Any]  # the grid's placement on the family (pytest_scaling.placement)
+    placed: dict[str, Any]  # the grid's placement on the family (pytest_scaling.placement) and the runs' recipe
 
 
 def non_input_parameters(family: ModelFamily, width: int) -> int:
@@ -71,7 +71,7 @@ def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = N
     return SizeLosses(widths=result.widths, sizes=np.array([non_input_parameters(family, w) for w in result.widths], float),
                       lrs=np.array(result.lrs)[best], per_seed=table[rows, best], mean=mean[rows, best], std=table[rows, best].std(axis=-1, ddof=1)
                       if table.shape[-1] > 1 else np.full(len(rows), np.nan), n_seeds=table.shape[-1], lr_policy=lr_policy,
-                      placed=placed)
+                      placed={**placed, "recipe": result.recipe})
 
 
 def _standard_error(points: SizeLosses) -> np.ndarray | None:

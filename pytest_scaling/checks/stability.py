@@ -54,7 +54,8 @@ def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None
     record = _sensitivity_record(family, result, sensitivity)
     PROPERTIES["lr_sensitivity"].record(scaling, record.pop("family"), value=float(sensitivity.mean.max()),
                                         threshold=grid.max_sensitivity,
-                                        seed_values=_seed_sensitivity(result, grid).max(axis=0).tolist(), **record, **placed)
+                                        seed_values=_seed_sensitivity(result, grid).max(axis=0).tolist(), **record,
+                                        recipe=result.recipe, **placed)
     return assert_lr_sensitivity(sensitivity, max_value=grid.max_sensitivity)
 
 
@@ -73,7 +74,8 @@ def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, fami
         scaling, family_with.name, value=float((with_qkln.mean - without_qkln.mean).max()), threshold=0.0,
         seed_values=seed_values.tolist(),
         with_qk_layernorm=_sensitivity_record(family_with, results[0], with_qkln),
-        without_qk_layernorm=_sensitivity_record(family_without, results[1], without_qkln), **placed)
+        without_qk_layernorm=_sensitivity_record(family_without, results[1], without_qkln), recipe=results[0].recipe,
+        **placed)
     return assert_lr_sensitivity(with_qkln, max_value=None, lower_than=without_qkln)
 
 
@@ -132,5 +134,5 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
                    runs=[{"width": w, "lr": lr, "seed": s} for w, lr, s in by_run],
                    series={series: json_losses(np.array([run_trends[series].values for run_trends in by_run.values()]))
                            for series in next(iter(by_run.values()), {})},
-                   **({} if attention else {"attention": NO_ATTENTION}), **placed)
+                   **({} if attention else {"attention": NO_ATTENTION}), recipe=result.recipe, **placed)
     return assert_no_logit_divergence(trends)
