@@ -229,14 +229,14 @@ def _quarter_decades(lo: int, hi: int) -> RelativeLRs:
     return RelativeLRs(lo * QUARTER_DECADE, hi * QUARTER_DECADE, QUARTER_DECADE)
 
 
-CPU_CURVE_TRANSFER = TransferGrid(widths=RelativeWidths((1, 2, 4)), lrs=RelativeLRs(-6, 2), steps=100, batch_size=32,
+CPU_CURVE_TRANSFER = TransferGrid(widths=RelativeWidths((1, 2, 4)), lrs=RelativeLRs(-5, 2), steps=100, batch_size=32,
                                   max_abs_slope=0.25, seeds=2)
 CPU_DEPTH_TRANSFER = DepthTransferGrid(depths=(2, 8), widths=RelativeWidths((0.5, 1)), lrs=RelativeLRs(-4, 2), steps=40,
                                        batch_size=32, max_abs_slope=0.12)
-CPU_DEPTH = DepthGrid(depths=(2, 8), max_growth_per_doubling=0.01,
+CPU_DEPTH = DepthGrid(depths=(2, 8), max_growth_per_doubling=0.005,
                       sweep=StabilityGrid(widths=RelativeWidths((0.5, 1)), lrs=_quarter_decades(-1, 4), steps=100,
                                           batch_size=16, warmup=20, probe_every=20, max_sensitivity=0.1,
-                                          attention_logit_cap=1e3, log_z_cap=20.0))
+                                          attention_logit_cap=1e3, log_z_cap=20.0, relative_sensitivity=True))
 
 TIERS: dict[str, Tier] = {
     tier.name: tier
@@ -263,10 +263,11 @@ TIERS: dict[str, Tier] = {
                                      max_abs_slope=0.25),
             stability=StabilityGrid(widths=RelativeWidths((1, 2)), lrs=_half_decades(-3, 2), steps=250, batch_size=32,
                                     warmup=25, probe_every=25, max_sensitivity=0.1, attention_logit_cap=1e3,
-                                    log_z_cap=20.0, max_log_z_drift=3.0, seeds=1),
+                                    log_z_cap=20.0, max_log_z_drift=3.0, seeds=1, relative_sensitivity=True),
             adam_epsilon=EpsilonGrid(widths=RelativeWidths((1, 2)), lrs=_half_decades(-2, 0), steps=100, batch_size=32,
                                      probe_every=10, max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
-            power_law=PowerLawGrid(widths=RelativeWidths((0.5, 1, 2, 4, 8)), lrs=RelativeLRs(-3, 2), steps=100,
+            # The transfer grid's steps, batch and (a subset of its) LRs, so the widths both sweep train once.
+            power_law=PowerLawGrid(widths=RelativeWidths((0.25, 0.5, 1, 2, 4)), lrs=RelativeLRs(-3, 2), steps=100,
                                    batch_size=32, min_r2=0.98, holdout=1, max_rel_error=0.01),
             curve_transfer=CPU_CURVE_TRANSFER,
             depth=CPU_DEPTH,
@@ -283,7 +284,8 @@ TIERS: dict[str, Tier] = {
                                      batch_size=256, max_abs_slope=0.25),
             stability=StabilityGrid(widths=RelativeWidths((2, 4, 8, 16)), lrs=_half_decades(-5, 2), steps=1000,
                                     batch_size=64, warmup=100, probe_every=50, max_sensitivity=0.1,
-                                    attention_logit_cap=1e3, log_z_cap=20.0, max_log_z_drift=3.0),
+                                    attention_logit_cap=1e3, log_z_cap=20.0, max_log_z_drift=3.0,
+                                    relative_sensitivity=True),
             adam_epsilon=EpsilonGrid(widths=RelativeWidths((4, 8, 16, 32)), lrs=_half_decades(-2, 0), steps=1000,
                                      batch_size=64, probe_every=50, max_frac_below_eps=0.25, min_rms_ratio=10.0),
             power_law=PowerLawGrid(widths=RelativeWidths((1, 2, 4, 8, 16, 32)), lrs=RelativeLRs(-4, 3), steps=1000,

@@ -177,3 +177,13 @@ def test_an_old_logit_record_without_a_value_has_no_figure_and_the_page_says_so(
     assert html.figure(record) is None
     assert "(no figure data recorded)" in html.render({"environment": {}, "records": [record]})
 
+
+
+def test_a_model_without_attention_draws_its_log_z_and_says_why_there_is_no_attention_panel() -> None:
+    values = copy.deepcopy(RECORDS["no_logit_divergence"])
+    del values["series"]["attention logit"]
+    values["attention"] = "not applicable: no attention layer found"
+    record = _record(values)
+    assert html.figure(record) != html.figure(_record(RECORDS["no_logit_divergence"]))
+    assert _image(html.figure(record)).width == PANELS["no_logit_divergence"] * PANEL_PX
+    assert "(no figure" not in html.render({"environment": {}, "records": [record]})

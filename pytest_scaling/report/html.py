@@ -290,6 +290,11 @@ def _logit_panel(series: str, legend: bool) -> Panel:
         from matplotlib.lines import Line2D
 
         data = record["data"]
+        if series not in data["series"]:  # e.g. a model without attention: that part does not apply
+            axes.text(0.5, 0.5, data.get("attention", f"no {series} recorded"), ha="center", va="center", wrap=True,
+                      transform=axes.transAxes, fontsize="small")
+            axes.set(xticks=[], yticks=[], title=f"{series} vs step")
+            return
         lrs = sorted({run["lr"] for run in data["runs"]})
         widths = sorted({run["width"] for run in data["runs"]})
         colours = dict(zip(lrs, _colours(len(lrs), "plasma")))
