@@ -38,10 +38,40 @@ class ProbeRecorder:
         """The module's name in the probed model; its class name for the root (named "") or a foreign module."""
         return self.module_names.get(id(module)) or type(module).__name__
 
+    def note_logits(self, logits: torch.Tensor, readout: str | None, readout_output: torch.Tensor | None) -> None:
+        """The model's output, measured as the readout's when it is the last module's output times a constant: a
+        readout multiplier written after the module (``logits = readout(h) / m``) is part of the readout, as it is
+        inside microsoft/mup's MuReadout. Otherwise (a tied readout computed without a module) it is its own row,
+        ``LOGITS``."""
+        if readout_output is logits:
+            return
+        if readout is not None and _proportional(logits, readout_output):
+            self.activation_size[readout] = _mean_abs(logits)
+        else:
+            self.activation_size[LOGITS] = _mean_abs(logits)
+
     def note_attention(self, name: str, logit_max: float) -> None:
         """Keep the largest logit a module produced over its calls (NaN, a diverged run, wins)."""
         previous = self.attention_logit_max.get(name, -math.inf)
         self.attention_logit_max[name] = float(np.maximum(previous, logit_max))
+
+
+#: The coordinate check's row for the model's output when no module's output is the logits (up to a constant).
+LOGITS = "(logits)"
+
+
+def _mean_abs(tensor: torch.Tensor) -> float:
+    return float(tensor.detach().float().abs().mean())
+
+
+def _proportional(logits: torch.Tensor, output: torch.Tensor) -> bool:
+    """Whether ``logits`` is ``output`` times one constant (both exactly 0 counts: a zero readout at step 0)."""
+    if output.shape != logits.shape:
+        return False
+    a, b = logits.detach().double().flatten(), output.detach().double().flatten()
+    scale = float(b @ b)
+    c = float(a @ b) / scale if scale > 0 else 0.0
+    return bool(torch.allclose(a, c * b, rtol=1e-4, atol=1e-6 * float(a.abs().max().clamp_min(1e-30))))
 
 
 _ACTIVE: contextvars.ContextVar[ProbeRecorder | None] = contextvars.ContextVar("pytest_scaling_probe", default=None)
@@ -168,16 +198,23 @@ class _SDPALogits(TorchFunctionMode):
 def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
     """Record probes for the forward passes inside the block; every hook and the function mode go when it exits."""
     recorder = ProbeRecorder(module_names={id(m): n for n, m in model.named_modules()})
-    leaves = {id(m) for m in model.modules() if _leaf_with_params(m)}
+    leaves = {id(m) for m in model.modules() if m is not model and _leaf_with_params(m)}
     norms = {id(m) for m in model.modules() if is_norm(m)}
     running: list[nn.Module] = []  # the modules whose forward is running, innermost last
+    last_leaf: list[tuple[str, torch.Tensor]] = []  # the latest leaf output: the readout's, once the forward ends
 
     def record_sizes(module: nn.Module, args: tuple, output: object) -> None:
         name = recorder.module_names[id(module)]
         if id(module) in leaves and isinstance(output, torch.Tensor) and output.numel():
-            recorder.activation_size[name] = float(output.detach().float().abs().mean())
+            recorder.activation_size[name] = _mean_abs(output)
+            last_leaf[:] = [(name, output)]
         if id(module) in norms and args and isinstance(args[0], torch.Tensor) and args[0].numel():
-            recorder.norm_input_size[name] = float(args[0].detach().float().abs().mean())
+            recorder.norm_input_size[name] = _mean_abs(args[0])
+
+    def record_logits(module: nn.Module, args: tuple, output: object) -> None:
+        logits = getattr(output, "logits", output)
+        if isinstance(logits, torch.Tensor) and logits.numel():
+            recorder.note_logits(logits, *(last_leaf[0] if last_leaf else (None, None)))
 
     def enter(module: nn.Module, args: tuple) -> None:
         running.append(module)
@@ -189,7 +226,7 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
         with torch.no_grad():
             recorder.note_attention(recorder.name_of(module), _mha_logit_max(module, *args, **kwargs))
 
-    handles = []
+    handles = [model.register_forward_hook(record_logits)]
     for m in model.modules():
         handles.append(m.register_forward_pre_hook(enter))
         handles.append(m.register_forward_hook(leave, always_call=True))

@@ -21,7 +21,7 @@ from pytest_scaling.checks.depth import _top_norm
 from pytest_scaling.checks.stability import NO_ATTENTION, _logit_trends
 from pytest_scaling.metrics import coord_slopes, seed_geometric_mean
 from pytest_scaling.optim import AdamW
-from pytest_scaling.probes import is_norm, probing, record_attention_logits
+from pytest_scaling.probes import LOGITS, is_norm, probing, record_attention_logits
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS, CoordCheckGrid, StabilityGrid
 from pytest_scaling.train import RunResult
@@ -469,3 +469,53 @@ def test_the_depth_check_and_the_norm_probe_find_a_user_rmsnorm() -> None:
         model(torch.full((2, 8), 3.0))
         linear_output = model[1](torch.full((2, 8), 3.0))
     assert recorder.norm_input_size == {"2": pytest.approx(float(linear_output.abs().mean()))}
+
+
+# --- the model's output: a readout multiplier written after the module, a readout without a module ---------------
+
+
+class _ScaledReadout(nn.Module):
+    """``logits = readout(h) * mult``: the multiplier written after the readout module, as users write 1/m."""
+
+    def __init__(self, mult: float) -> None:
+        super().__init__()
+        self.hidden, self.readout, self.mult = nn.Linear(4, 8), nn.Linear(8, 3), mult
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.hidden(x)) * self.mult
+
+
+class _TiedReadout(nn.Module):
+    """Logits from the embedding matrix itself, with no readout module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.norm = nn.Embedding(10, 8), nn.LayerNorm(8)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.embed(tokens)) @ self.embed.weight.T / 2
+
+
+@pytest.mark.parametrize("mult", [1.0, 0.25])
+def test_a_readout_multiplier_after_the_module_is_measured_with_the_readout(mult: float) -> None:
+    model = _ScaledReadout(mult)
+    with probing(model) as recorder:
+        logits = model(torch.randn(5, 4))
+    assert recorder.activation_size["readout"] == pytest.approx(float(logits.abs().mean()))
+    assert LOGITS not in recorder.activation_size
+
+
+def test_logits_made_without_a_readout_module_are_their_own_row() -> None:
+    model = _TiedReadout()
+    with probing(model) as recorder:
+        logits = model(torch.randint(0, 10, (2, 3)))
+    assert recorder.activation_size[LOGITS] == pytest.approx(float(logits.abs().mean()))
+    assert set(recorder.activation_size) == {"embed", "norm", LOGITS}
+
+
+def test_a_zero_readout_and_its_multiplier_read_exactly_zero() -> None:
+    model = _ScaledReadout(0.5)
+    nn.init.zeros_(model.readout.weight), nn.init.zeros_(model.readout.bias)
+    with probing(model) as recorder:
+        model(torch.randn(5, 4))
+    assert recorder.activation_size["readout"] == 0.0 and LOGITS not in recorder.activation_size
