@@ -501,7 +501,7 @@ def test_a_readout_multiplier_after_the_module_is_measured_with_the_readout(mult
     model = _ScaledReadout(mult)
     with probing(model) as recorder:
         logits = model(torch.randn(5, 4))
-    assert recorder.activation_size["readout"] == pytest.approx(float(logits.abs().mean()))
+    assert recorder.activation_size["readout"] == pytest.approx(float(logits.detach().abs().mean()))
     assert LOGITS not in recorder.activation_size
 
 
@@ -509,7 +509,7 @@ def test_logits_made_without_a_readout_module_are_their_own_row() -> None:
     model = _TiedReadout()
     with probing(model) as recorder:
         logits = model(torch.randint(0, 10, (2, 3)))
-    assert recorder.activation_size[LOGITS] == pytest.approx(float(logits.abs().mean()))
+    assert recorder.activation_size[LOGITS] == pytest.approx(float(logits.detach().abs().mean()))
     assert set(recorder.activation_size) == {"embed", "norm", LOGITS}
 
 
