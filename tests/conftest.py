@@ -1,8 +1,17 @@
-"""Fixtures shared by the project's own tests."""
+"""Fixtures shared by the project's own tests, and the knobs the margin study (benchmarks/margins.py) turns.
+
+Tests whose verdict depends on training make their sessions with ``training_session``. Three environment variables
+rerun those verdicts elsewhere without editing a test: ``SCALING_TEST_SEED_OFFSET`` shifts every seed (seed 0
+becomes seed k), ``SCALING_TEST_THREADS`` sets torch's thread count (default 1), and ``SCALING_TEST_RECORDS`` names
+a directory where each session's records are written when the test session ends, with the seeds and threads used.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import pytest
 import torch
@@ -10,16 +19,39 @@ import torch
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS
 
+SEED_OFFSET = int(os.environ.get("SCALING_TEST_SEED_OFFSET", "0"))
+THREADS = int(os.environ.get("SCALING_TEST_THREADS", "1"))
+_SESSIONS: list[ScalingSession] = []
+
+
+def training_session(seeds: Sequence[int] = (0,), cache_dir: Path | None = None, tier: str = "smoke") -> ScalingSession:
+    """A session for a verdict that depends on training: its seeds shifted by SCALING_TEST_SEED_OFFSET, its records
+    kept for SCALING_TEST_RECORDS."""
+    session = ScalingSession(tier=TIERS[tier], device=torch.device("cpu"), seeds=[s + SEED_OFFSET for s in seeds],
+                             cache_dir=cache_dir)
+    _SESSIONS.append(session)
+    return session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _training_threads() -> Iterator[None]:
+    """Train on SCALING_TEST_THREADS threads (default one: on 2 busy cores the GPT coordinate check took 32 s on two
+    threads, 3.4 s on one); write the training sessions' records at the end when SCALING_TEST_RECORDS asks for them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(threads)
+    directory = os.environ.get("SCALING_TEST_RECORDS")
+    if directory:
+        records = [{**record, "seeds": session.seeds} for session in _SESSIONS for record in session.records]
+        path = Path(directory) / f"records-{os.getpid()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"seed_offset": SEED_OFFSET, "threads": THREADS, "records": records}))
+
 
 @pytest.fixture(scope="module")
 def one_thread_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScalingSession]:
-    """A cached seed-0 smoke-tier session for one test module, so checks that share a sweep train it once.
-
-    Trains on one thread meanwhile: on 2 busy cores the GPT coordinate check took 32 s on two threads, 3.4 s on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0],
-                             cache_dir=tmp_path_factory.mktemp("cache"))
+    """A cached seed-0 smoke-tier training session for one test module, so checks that share a sweep train it once."""
+    scaling = training_session(cache_dir=tmp_path_factory.mktemp("cache"))
     yield scaling
     scaling.close()
-    torch.set_num_threads(threads)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
+from conftest import training_session
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.checks.scaling_law import non_input_parameters
-from pytest_scaling.tiers import TIERS, CoordCheckGrid, PowerLawGrid, TransferGrid
+from pytest_scaling.tiers import CoordCheckGrid, PowerLawGrid, TransferGrid
 
 COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=64, max_abs_slope=0.15)
 
 
 @pytest.fixture
 def scaling() -> ScalingSession:
-    return ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0, 1])
+    return training_session(seeds=(0, 1))
 
 
 def mlp(parametrization: str):
@@ -56,7 +56,7 @@ CHEAP_TRANSFER = TransferGrid(widths=(64, 128, 256), lrs=tuple(2.0**e for e in r
 @pytest.fixture(scope="module")
 def sp_session(tmp_path_factory: pytest.TempPathFactory) -> ScalingSession:
     """One cached session, so the SP sweep trains once for both negative controls."""
-    return ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0, 1], cache_dir=tmp_path_factory.mktemp("cache"))
+    return training_session(seeds=(0, 1), cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def test_lr_transfer_fails_under_sp_with_the_drift_in_its_message(sp_session: ScalingSession) -> None:

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import training_session
 from pytest_scaling import checks, families, metrics
 from pytest_scaling.assertions import assert_adam_epsilon
 from pytest_scaling.optim import AdamAtan2
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, EpsilonGrid
+from pytest_scaling.tiers import EpsilonGrid
 
 # muP MLP, the lowest LR of the cpu tier, 60 steps. Measured (seed 0), width 128, second half of training: at ε = 1e-8
 # gradient RMS ≥ 7.3e4·ε and at most 3.8% of a layer's coordinates below ε (columns fed by dead ReLU units, gradient
@@ -24,7 +25,7 @@ CHEAP = EpsilonGrid(widths=(64, 128), lrs=(1e-3,), steps=60, batch_size=64, prob
 
 @pytest.fixture
 def session() -> ScalingSession:
-    return ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
+    return training_session()
 
 
 def test_default_eps_passes_and_a_large_eps_fails_with_the_layers_in_its_message(session: ScalingSession) -> None:

@@ -4,8 +4,8 @@ width fails under SP; the zero-readout option."""
 from __future__ import annotations
 
 import pytest
-import torch
 
+from conftest import training_session
 from pytest_scaling import checks, families
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS, StabilityGrid
@@ -18,7 +18,7 @@ CHEAP = StabilityGrid(widths=(64, 128), lrs=(10**-1, 10**-0.5), steps=60, batch_
 
 @pytest.fixture
 def session() -> ScalingSession:
-    return ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
+    return training_session()
 
 
 def test_attention_logits_diverge_at_high_lr_without_qk_layernorm(session: ScalingSession) -> None:

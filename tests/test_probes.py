@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import training_session
 from pytest_scaling import ModelFamily, checks, families, tasks
 from pytest_scaling.assertions import assert_coord_check, assert_depth_coord_check
 from pytest_scaling.checks.depth import _top_norm
@@ -23,7 +24,7 @@ from pytest_scaling.metrics import coord_slopes, seed_geometric_mean
 from pytest_scaling.optim import AdamW
 from pytest_scaling.probes import LOGITS, is_norm, probing, record_attention_logits
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, CoordCheckGrid, StabilityGrid
+from pytest_scaling.tiers import CoordCheckGrid, StabilityGrid
 from pytest_scaling.train import RunResult
 
 # ---- scaled_dot_product_attention --------------------------------------------------------------
@@ -406,7 +407,7 @@ def two_seed_session() -> Iterator[ScalingSession]:
     """A smoke-tier session with seeds 0 and 1, training on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0, 1])
+    yield training_session(seeds=(0, 1))
     torch.set_num_threads(threads)
 
 

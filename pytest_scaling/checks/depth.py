@@ -64,7 +64,7 @@ def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = No
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid; pass grid=DepthGrid(...)")
     name, families = _families_by_depth("depth", build_family, grid.depths)
-    grid, placed = place(scaling, _placement_family(build_family, families), grid)
+    grid, placed = place(scaling, _placement_family(build_family, families), grid, own_widths=False)
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]
@@ -124,7 +124,7 @@ def depth_coord_check(scaling: Any, build_family: DepthFamilies,
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("norm_input",))
     name, families = _families_by_depth("depth_coord_check", build_family, grid.depths)
-    grid, placed = place(scaling, _placement_family(build_family, families), grid)
+    grid, placed = place(scaling, _placement_family(build_family, families), grid, own_widths=False)
     norms = [_top_norm(family, grid.widths[0]) for family in families]
     results = [scaling.sweep(family, widths=grid.widths, lrs=(grid.lr,), config=config) for family in families]
     require_finite_probes((run for result in results for run in result.runs.values()), "norm_input",
@@ -157,7 +157,7 @@ def depth_lr_transfer(scaling: Any, build_family: DepthFamilies,
     if grid is None:
         pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
     name, families = _families_by_depth("depth_lr_transfer", build_family, grid.depths)
-    grid, placed = place(scaling, _placement_family(build_family, families), grid)
+    grid, placed = place(scaling, _placement_family(build_family, families), grid, own_widths=False)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds], config=config)
                for family in families]
