@@ -206,15 +206,16 @@ def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
 
 
 def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, require_in_band: bool = False) -> ExtrapolationResult:
-    """The fit must predict the held-out largest sizes: relative error ≤ rtol, no residual beyond n_sigma of the noise,
-    and (require_in_band) every held-out point inside the bootstrap band.
+    """The fit must predict the held-out largest sizes: no point may miss by more than rtol (relative error) *and* by
+    more than n_sigma of its noise (``ExtrapolationResult.excess``), and (require_in_band) every held-out point must lie
+    inside the bootstrap band.
 
-    0.05 is a loose default for CPU-tier sweeps; calibrate it per tier from seed noise.
+    Both, because an observation is itself noisy: on a task whose seed-to-seed spread at the largest size exceeds rtol,
+    a miss within that spread says nothing against the law. 0.05 is a loose default; calibrate rtol per tier.
     """
-    too_far = result.max_rel_error > rtol
-    flagged = result.flagged is not None and bool(np.any(result.flagged))
+    excess = result.excess(rtol)
     off_band = require_in_band and (result.in_band is None or not bool(np.all(result.in_band)))
-    if not (too_far or flagged or off_band):
+    if not (np.any(excess > 1) or off_band):
         return result
     rows = []
     for k, (x, y, p, rel) in enumerate(zip(result.x_holdout, result.y_holdout, result.predicted, result.rel_errors)):
@@ -223,8 +224,8 @@ def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, requ
         z = "—" if result.z_scores is None else f"{result.z_scores[k]:+.1f}"
         rows.append([_num(x), _num(y), _num(p), f"{rel:+.2%}", band, inside, z])
     facts = [_fit_summary(result.fit),
-             f"max |relative error| {result.max_rel_error:.2%}; threshold ≤ {rtol:.2%}; "
-             f"flag beyond {result.n_sigma:g}σ of the noise (seed noise with the fit's own spread)"]
+             f"max |relative error| {result.max_rel_error:.2%}; a point fails beyond {rtol:.2%} and beyond "
+             f"{result.n_sigma:g}σ of its noise (seed noise with the fit's own spread)"]
     hint = ("the held-out sizes leave the fitted curve: fit the best-LR loss per size (at a fixed LR, SP drifts off), "
             "or check that the largest sizes trained as long relative to their size")
     _fail("extrapolation check failed: the power law does not predict the held-out sizes",

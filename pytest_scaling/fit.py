@@ -337,6 +337,13 @@ class ExtrapolationResult(Result):
     flagged: np.ndarray | None  # |z| > n_sigma
     n_sigma: float
 
+    def excess(self, rtol: float) -> np.ndarray:
+        """Per held-out point, how far past its bounds the prediction is: |relative error| / rtol, or, where the seed
+        noise is known, the smaller of that and |z| / n_sigma. Above 1, the point misses by more than the tolerance
+        *and* by more than its noise explains; a miss within the seed noise of the observation is not the law's."""
+        rel = np.abs(self.rel_errors) / rtol
+        return rel if self.z_scores is None else np.minimum(rel, np.abs(self.z_scores) / self.n_sigma)
+
 
 def extrapolation_check(x: ArrayLike, y: ArrayLike, holdout: int = 1, *, bootstrap: int = 200, seed: int = 0,
                         fit_E: bool = True, seed_noise: ArrayLike | None = None, n_sigma: float = 3.0) -> ExtrapolationResult:

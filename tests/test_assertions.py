@@ -142,17 +142,25 @@ def test_bad_extrapolation_fails_with_the_holdout_table():
     msg = failure(assert_extrapolates, res)
     assert "x          observed    predicted    rel. error    95% band        in band    z (σ)" in msg
     assert "1e+09      2.281       1.983        -13.04%" in msg and "no         -29.7" in msg
-    assert "threshold ≤ 5.00%" in msg and "fit L = E + A·x^-alpha on 6 points" in msg
+    assert "a point fails beyond 5.00% and beyond 3σ of its noise" in msg and "fit L = E + A·x^-alpha on 6 points" in msg
     assert "hint: the held-out sizes leave the fitted curve: fit the best-LR loss per size" in msg
 
 
-def test_a_seed_noise_flag_fails_even_within_rtol():
+def test_a_miss_must_exceed_both_the_tolerance_and_the_seed_noise_to_fail():
     y = 1.7 + 400 * X**-0.35
     y[-1] *= 1.02
-    res = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))
-    assert res.max_rel_error < 0.05
-    msg = failure(assert_extrapolates, res)
+    within_rtol = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))  # 2% off, z ≈ 20
+    assert within_rtol.max_rel_error < 0.05 and within_rtol.flagged[-1]
+    assert assert_extrapolates(within_rtol) is within_rtol
+    within_noise = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.05))  # 2% off, z ≈ 0.8
+    assert assert_extrapolates(within_noise, rtol=0.01) is within_noise
+    both = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))
+    msg = failure(assert_extrapolates, both, rtol=0.01)
     assert "z (σ)" in msg and "band" in msg
+    assert both.excess(0.01)[-1] == pytest.approx(min(abs(both.rel_errors[-1]) / 0.01, abs(both.z_scores[-1]) / 3))
+    alone = extrapolation_check(X, y, bootstrap=0)  # one seed: no noise, the tolerance alone
+    assert alone.excess(0.01)[-1] == pytest.approx(abs(alone.rel_errors[-1]) / 0.01)
+    failure(assert_extrapolates, alone, rtol=0.01)
 
 
 # ---- LR sensitivity ---------------------------------------------------------------------------

@@ -126,9 +126,12 @@ def extrapolates(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = 
     points = size_losses(scaling, family, grid, lr_policy)
     result = extrapolation_check(points.sizes, points.mean, holdout=grid.holdout, bootstrap=_BOOTSTRAP,
                                  seed_noise=_standard_error(points), n_sigma=grid.n_sigma)
-    seed_values = [extrapolation_check(points.sizes, losses, holdout=grid.holdout, bootstrap=0).max_rel_error
-                   for losses in points.per_seed.T]
-    PROPERTIES["extrapolation"].record(scaling, family.name, value=result.max_rel_error, threshold=grid.max_rel_error,
+    # The value is how far past its bounds the worst held-out point is (ExtrapolationResult.excess: 1 = at them); a
+    # seed alone has no seed noise, so its value is its relative error over the tolerance.
+    seed_values = [float(extrapolation_check(points.sizes, losses, holdout=grid.holdout, bootstrap=0)
+                         .excess(grid.max_rel_error).max()) for losses in points.per_seed.T]
+    PROPERTIES["extrapolation"].record(scaling, family.name, value=float(result.excess(grid.max_rel_error).max()),
+                   threshold=1.0, max_rel_error=result.max_rel_error, rtol=grid.max_rel_error,
                    seed_values=seed_values, fit=_fit_data(result.fit), holdout=grid.holdout, predicted=result.predicted.tolist(),
                    band=[result.band_lo.tolist(), result.band_hi.tolist()] if result.band_lo is not None else None,
                    z_scores=result.z_scores.tolist() if result.z_scores is not None else None, **_data(points))
