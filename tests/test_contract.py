@@ -30,15 +30,6 @@ SMOKE = TIERS["smoke"]
 TINY_GRID = dict(lrs=(1e-3, 1e-2), seeds=(0,), steps=3, batch_size=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Train on one thread: faster for models this small, and steady on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _mlp(n_outputs: int) -> Callable[[int], nn.Module]:
     return lambda width: nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, n_outputs))
 

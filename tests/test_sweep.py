@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from pytest_scaling import families, metrics, stacking, tasks
 from pytest_scaling.family import ModelFamily
@@ -33,15 +32,6 @@ TOTAL = 12
 def tiny_family(task_seed: int = 0) -> ModelFamily:
     """A μP MLP at widths 16 and 32 on a 4-class teacher-student task."""
     return families.mlp(base_width=16, widths=(16, 32), task=tasks.teacher_student(input_dim=8, n_classes=4, seed=task_seed))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Train on one thread: faster for models this small, and steady on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

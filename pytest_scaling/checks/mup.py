@@ -13,6 +13,7 @@ from ..placement import place
 from ..properties import PROPERTIES
 from ..assertions import assert_coord_check, assert_lr_curve_transfer, assert_lr_transfer, assert_wider_is_better
 from ..family import ModelFamily
+from ..sweep import SweepResult
 from ..tiers import CoordCheckGrid, TransferGrid
 from ..train import TrainConfig
 from .._result import jsonable
@@ -58,15 +59,23 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 
-def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
-    """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
-    require_check_arguments("lr_transfer", grid, TransferGrid, family=family)
-    grid = grid or scaling.tier.lr_transfer
+def _transfer_sweep(scaling: Any, family: ModelFamily, grid: TransferGrid | None, tier_grid: str,
+                    check: str) -> tuple[SweepResult, TransferGrid, dict[str, Any]]:
+    """The sweep of a transfer grid (the tier's ``tier_grid`` unless one is given), placed on ``family``: its runs,
+    the placed grid and the placement. Constant-LR Adam; a tier without the grid skips."""
+    require_check_arguments(check, grid, TransferGrid, family=family)
+    grid = grid or getattr(scaling.tier, tier_grid)
     if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no η* transfer grid; pass grid=TransferGrid(...)")
+        pytest.skip(f"tier {scaling.tier.name!r} has no {tier_grid} grid; pass grid=TransferGrid(...)")
     grid, placed = place(scaling, family, grid)
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
+    return result, grid, placed
+
+
+def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
+    """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
+    result, grid, placed = _transfer_sweep(scaling, family, grid, "lr_transfer", "lr_transfer")
     transfer = result.lr_transfer()
     PROPERTIES["lr_transfer"].record(scaling, family.name, value=transfer.slope, ci=transfer.ci,
                                      threshold=grid.max_abs_slope, seed_values=transfer.seed_slopes.tolist(),
@@ -81,13 +90,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
     """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
     curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
     budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
-    require_check_arguments("lr_curve_transfer", grid, TransferGrid, family=family)
-    grid = grid or scaling.tier.curve_transfer
-    if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no curve-transfer grid; pass grid=TransferGrid(...)")
-    grid, placed = place(scaling, family, grid)
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
-                           config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
+    result, grid, placed = _transfer_sweep(scaling, family, grid, "curve_transfer", "lr_curve_transfer")
     table = result.loss_table()
     shift = metrics.lr_curve_shift(result.widths, result.lrs, table, initial_loss=result.initial_losses())
     PROPERTIES["lr_curve_transfer"].record(scaling, family.name, value=shift.slope, threshold=grid.max_abs_slope,
@@ -100,13 +103,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
 
 def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
     """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
-    require_check_arguments("wider_is_better", grid, TransferGrid, family=family)
-    grid = grid or scaling.tier.curve_transfer
-    if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no transfer grid; pass grid=TransferGrid(...)")
-    grid, placed = place(scaling, family, grid)
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
-                           config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
+    result, grid, placed = _transfer_sweep(scaling, family, grid, "curve_transfer", "wider_is_better")
     seed_mean = result.loss_table().mean(axis=-1)
     tuned_lr = result.lrs[int(np.argmin(seed_mean[0]))]
     trend = metrics.fixed_lr_width_trend(result.widths, result.losses_at_lr(tuned_lr))
