@@ -10,6 +10,7 @@ The training loop in ``train.py`` is the same for both.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -109,7 +110,12 @@ class StackedRuns:
         return logits_of(functional_call(self.template, (params, buffers), (x,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(self.params, self.buffers, x)
+        # vmap runs ops without a batching rule (CPU flash attention behind F.scaled_dot_product_attention) member by
+        # member and warns about it; the stacking planner has already timed that cost against training one by one.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented "
+                                    "the batching rule")
+            return self._forward(self.params, self.buffers, x)
 
     def clip_(self, max_norm: float) -> None:
         """Per-run global-norm clipping, as ``clip_grad_norm_`` does for one run."""
