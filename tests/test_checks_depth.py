@@ -12,7 +12,16 @@ import pytest
 from pytest_scaling import checks, families
 from pytest_scaling.family import ModelFamily
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS
+from pytest_scaling.tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid, StabilityGrid
+
+# The absolute grids these controls were calibrated on (the cpu tier places its own on each family's anchor).
+DEPTH = DepthGrid(depths=(2, 8), max_growth_per_doubling=0.01,
+                  sweep=StabilityGrid(widths=(16, 32), lrs=tuple(10 ** (-2 + k / 4) for k in range(6)), steps=100,
+                                      batch_size=16, warmup=20, probe_every=20, max_sensitivity=0.1,
+                                      attention_logit_cap=1e3, log_z_cap=20.0))
+DEPTH_COORD = DepthCoordGrid(depths=(2, 4, 8, 16), widths=(32, 64), lr=3e-2, steps=4, batch_size=32, max_abs_slope=0.2)
+DEPTH_TRANSFER = DepthTransferGrid(depths=(2, 8), widths=(16, 32), lrs=tuple(2.0**e for e in range(-10, -3)), steps=40,
+                                   batch_size=32, max_abs_slope=0.12)
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +35,11 @@ def depth_scaled_gpt(residual_scale: str | None) -> Callable[[int], ModelFamily]
                                          residual_scale=residual_scale)
 
 
-# The cpu tier's grid (depths 2 and 8, widths 16/32, LRs 10^-2..10^-0.75, 100 steps with warmup and cosine), seed 0.
+# DEPTH (depths 2 and 8, widths 16/32, LRs 10^-2..10^-0.75, 100 steps with warmup and cosine), seed 0.
 # Measured growth of S per doubling of depth over seeds 0-9, max of the two widths: Depth-μP 0.001-0.006, plain
 # residuals 0.026-0.145 (seed 0: 0.039 at width 16; the top LR's loss at depth 8 rises to 1.3-2.0 nats). Bound 0.01.
 def test_depth_sensitivity_holds_under_depth_mup_and_fails_with_plain_residuals(session: ScalingSession) -> None:
-    grid = TIERS["cpu"].depth
+    grid = DEPTH
     clean = checks.depth(session, depth_scaled_gpt("depth-mup"), grid)
     assert clean.growth_per_doubling is not None and clean.growth_per_doubling <= 0.008
     assert len(session.records[-1]["values"]["growth_per_doubling"]) == 2  # every width is judged
@@ -48,12 +57,12 @@ def test_a_tier_without_a_depth_grid_skips(session: ScalingSession) -> None:
         checks.depth(session, depth_scaled_gpt(None))
 
 
-# The cpu tier's grid (depths 2-16, widths 32/64, 4 steps at 3e-2), seed 0. Measured max |slope| of the residual
+# DEPTH_COORD (depths 2-16, widths 32/64, 4 steps at 3e-2), seed 0. Measured max |slope| of the residual
 # stream on log depth over seeds 0-2: Depth-μP 0.07-0.10, 1/√L branches alone 0.53-0.57 (steps 1-4), plain
-# residuals 1.27-1.40 (already 0.10-0.13 at step 0). The tier's bound is 0.2.
+# residuals 1.27-1.40 (already 0.10-0.13 at step 0). The bound is 0.2.
 @pytest.mark.parametrize("residual_scale", [None, "1/sqrt(L)"])
 def test_depth_coord_check_fails_without_depth_mup(session: ScalingSession, residual_scale: str | None) -> None:
-    grid = TIERS["cpu"].depth_coord
+    grid = DEPTH_COORD
     with pytest.raises(AssertionError, match="depth coordinate check failed") as raised:
         checks.depth_coord_check(session, depth_scaled_gpt(residual_scale), grid)
     message = str(raised.value)
@@ -62,7 +71,7 @@ def test_depth_coord_check_fails_without_depth_mup(session: ScalingSession, resi
 
 
 def test_depth_coord_check_passes_under_depth_mup(session: ScalingSession) -> None:
-    result = checks.depth_coord_check(session, depth_scaled_gpt("depth-mup"), TIERS["cpu"].depth_coord)
+    result = checks.depth_coord_check(session, depth_scaled_gpt("depth-mup"), DEPTH_COORD)
     assert result.max_abs_slope <= 0.15 and result.layers == ("width 32: ln_f input", "width 64: ln_f input")
     record = session.records[-1]["values"]
     assert record["property"] == "depth_coord_check" and record["depths"] == [2, 4, 8, 16]
@@ -70,16 +79,16 @@ def test_depth_coord_check_passes_under_depth_mup(session: ScalingSession) -> No
 
 
 def test_depth_coord_check_needs_a_norm_layer(session: ScalingSession) -> None:
-    grid = TIERS["cpu"].depth_coord
+    grid = DEPTH_COORD
     with pytest.raises(ValueError, match="has no normalisation layer"):
         checks.depth_coord_check(session, lambda n_layers: families.mlp(depth=n_layers), grid)
 
 
-# The cpu tier's grid (depths 2 and 8, widths 16/32, LRs 2^-10..2^-4, 40 steps), seed 0. Measured slope of the curve's
+# DEPTH_TRANSFER (depths 2 and 8, widths 16/32, LRs 2^-10..2^-4, 40 steps), seed 0. Measured slope of the curve's
 # shift on log2 depth at width 32, seeds 0-9: Depth-μP -0.025 to +0.07 (seed 0: +0.065), 1/√L branches alone -0.20 to
-# -0.275 (seed 0: -0.225; the curve moves to lower LRs). The tier's bound is 0.12.
+# -0.275 (seed 0: -0.225; the curve moves to lower LRs). The bound is 0.12.
 def test_depth_lr_transfer_holds_under_depth_mup_and_fails_with_sqrt_l_alone(session: ScalingSession) -> None:
-    grid = TIERS["cpu"].depth_transfer
+    grid = DEPTH_TRANSFER
     result = checks.depth_lr_transfer(session, depth_scaled_gpt("depth-mup"), grid)
     assert abs(result.slope) <= 0.1 and result.shift.shape == (2, 1)
     with pytest.raises(AssertionError, match="LR transfer across depth failed") as raised:
@@ -93,7 +102,7 @@ def test_depth_lr_transfer_holds_under_depth_mup_and_fails_with_sqrt_l_alone(ses
 @pytest.mark.parametrize("depths, message", [((8, 2), "strictly increasing"), ((2,), "at least 2"),
                                              ((2.0, 8.0), "must be integers")])
 def test_bad_depth_lists_are_named_before_any_training(session: ScalingSession, depths: tuple, message: str) -> None:
-    grid = dataclasses.replace(TIERS["cpu"].depth_coord, depths=depths)
+    grid = dataclasses.replace(DEPTH_COORD, depths=depths)
     trained = []
     with pytest.raises(ValueError, match=message):
         checks.depth_coord_check(session, lambda n_layers: trained.append(n_layers), grid)
