@@ -25,7 +25,7 @@ from .train import TrainConfig
 #: The anchor lattice, in octaves: anchors are 2^(k / ANCHOR_STEPS_PER_OCTAVE).
 ANCHOR_STEPS_PER_OCTAVE = 2
 #: Bounds of the search: no grid is placed below 10^MIN_LOG10 or above 10^MAX_LOG10.
-MIN_LOG10, MAX_LOG10 = -7.0, 1.5
+MIN_LOG10, MAX_LOG10 = -10.0, 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,28 +54,58 @@ def snap(lr: float) -> float:
     return 2.0 ** (round(math.log2(lr) * ANCHOR_STEPS_PER_OCTAVE) / ANCHOR_STEPS_PER_OCTAVE)
 
 
+#: In the range step a run whose loss went above this multiple of its initial loss diverged, even if it came back down:
+#: past the stable LRs losses spike and then wobble near the initial loss, and one such wobble can end a little
+#: below it, which must not read as a minimum of the curve.
+SPIKE = 2.0
+
+
+def _sweep_curve(scaling: Any, family: ModelFamily, lrs: tuple[float, ...], config: TrainConfig) -> tuple[np.ndarray, float]:
+    """Final losses at ``lrs`` (base width, the session's first seed; +inf for a run that spiked past ``SPIKE`` times
+    its initial loss) and the initial loss."""
+    result = scaling.sweep(family, widths=(family.base_width,), lrs=lrs, seeds=scaling.seeds[:1], config=config)
+    initial = float(result.initial_losses()[0, 0])
+    spiked = [max(result.run(family.base_width, lr, scaling.seeds[0]).losses) > SPIKE * initial for lr in lrs]
+    return np.where(spiked, np.inf, result.loss_table()[0, :, 0]), initial
+
+
+def _best(losses: np.ndarray, initial: float) -> int:
+    """The grid index of the lowest loss, a run that diverged or did not go below the initial loss counting as that."""
+    return int(np.argmin(np.where(np.isfinite(losses) & (losses < initial), losses, initial)))
+
+
 def measure(scaling: Any, family: ModelFamily, grid: LRRangeGrid) -> LRBracket:
-    """Run the range step on ``family`` through ``scaling``'s sweep (cached like every run) and find its anchor."""
+    """Run the range step on ``family`` through ``scaling``'s sweep (cached like every run) and find its anchor.
+
+    A coarse scan, one LR a decade over 10^lo..10^hi, widened a decade at a time while its best LR is at an edge (the
+    top edge only while it still trains); then ``per_decade`` LRs a decade within a decade of the best, whose vertex
+    is the anchor. The coarse scan sees the whole curve first, so an LR where training barely moves and the loss
+    wobbles near its initial value is not taken for a minimum, as long as the scan reaches the LRs that do train; the
+    tiers scan 10^-7 .. 1, which covers optima a thousandfold below or above the usual 10^-3 .. 10^-1."""
     lo, hi, widened = grid.lo, grid.hi, 0
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     while True:
-        lrs = log10_grid(lo, hi, grid.per_decade)
-        result = scaling.sweep(family, widths=(family.base_width,), lrs=lrs, seeds=scaling.seeds[:1], config=config)
-        losses, initial = result.loss_table()[0, :, 0], float(result.initial_losses()[0, 0])
-        best = int(np.argmin(np.where(np.isfinite(losses) & (losses < initial), losses, initial)))
-        stable = np.isfinite(losses) & (losses < initial)
+        coarse = log10_grid(lo, hi, 1)
+        losses, initial = _sweep_curve(scaling, family, coarse, config)
+        best, trains = _best(losses, initial), np.isfinite(losses) & (losses < initial)
         if best == 0 and widened < 2 * grid.max_widen and lo - 1 >= MIN_LOG10:
             lo, widened = lo - 1, widened + 1
-        elif best == len(lrs) - 1 and stable[-1] and widened < 2 * grid.max_widen and hi + 1 <= MAX_LOG10:
+        elif best == len(coarse) - 1 and trains[-1] and widened < 2 * grid.max_widen and hi + 1 <= MAX_LOG10:
             hi, widened = hi + 1, widened + 1
         else:
             break
+    centre = math.log10(coarse[best])
+    fine = log10_grid(max(lo, centre - 1), min(hi, centre + 1), grid.per_decade)
+    lrs = tuple(sorted(set(coarse) | set(fine)))
+    losses, initial = _sweep_curve(scaling, family, lrs, config)
+    best, stable = _best(losses, initial), np.isfinite(losses) & (losses < initial)
     note = ""
     if not stable.any():
         note = "no LR of the search trained below the initial loss"
     elif best in (0, len(lrs) - 1):
         note = f"the curve's minimum is at the {'lower' if best == 0 else 'upper'} end of the search ({lrs[best]:.3g})"
-    optimum = metrics.optimal_lr(lrs, losses, initial_loss=initial)
+    near = [i for i, lr in enumerate(lrs) if lr in fine]  # the vertex is taken on the evenly spaced fine grid
+    optimum = metrics.optimal_lr([lrs[i] for i in near], losses[near], initial_loss=initial)
     anchor = snap(optimum.lr if optimum.lr is not None else lrs[best])
     top = max((lr for lr, ok in zip(lrs, stable) if ok), default=None)
     return LRBracket(family=family.name, width=family.base_width, lrs=frozen(lrs), losses=frozen(losses),

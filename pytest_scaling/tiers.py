@@ -20,8 +20,9 @@ def log10_grid(lo: float, hi: float, per_decade: int) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class LRRangeGrid:
-    """The LR-range step of a tier: 10^lo .. 10^hi at ``per_decade`` LRs a decade, ``steps`` of Adam at a constant LR
-    at the family's base width on its first seed, widened by a decade a side at most ``max_widen`` times."""
+    """The LR-range step of a tier (``pytest_scaling.lr_range``): ``steps`` of Adam at a constant LR at the family's
+    base width on its first seed, over a coarse scan of 10^lo .. 10^hi one LR a decade (widened by a decade a side at
+    most ``max_widen`` times), then ``per_decade`` LRs a decade within a decade of its best."""
 
     lo: float
     hi: float
@@ -245,7 +246,7 @@ TIERS: dict[str, Tier] = {
         # inconclusive here (the suite skips them with that reason).
         Tier(
             "smoke", "cpu", 1, "tiny widths, few learning rates and steps: seconds; for testing the plugin itself",
-            lr_range=LRRangeGrid(lo=-4, hi=0, per_decade=1, steps=30, batch_size=16),
+            lr_range=LRRangeGrid(lo=-7, hi=0, per_decade=2, steps=30, batch_size=16),
             coord_check=CoordCheckGrid(widths=RelativeWidths((1, 2, 4)), lr=RelativeLRs(0, 0), steps=3, batch_size=16,
                                        max_abs_slope=0.15),
             lr_transfer=None,
@@ -256,7 +257,7 @@ TIERS: dict[str, Tier] = {
         ),
         Tier(
             "cpu", "cpu", 2, "small widths on 2 CPU cores: within 10 minutes a family; the default",
-            lr_range=LRRangeGrid(lo=-4, hi=0, per_decade=2, steps=60, batch_size=32),
+            lr_range=LRRangeGrid(lo=-7, hi=0, per_decade=2, steps=60, batch_size=32),
             coord_check=CoordCheckGrid(widths=RelativeWidths((1, 2, 4, 8, 16)), lr=RelativeLRs(0, 0), steps=3,
                                        batch_size=32, max_abs_slope=0.15),
             lr_transfer=TransferGrid(widths=RelativeWidths((2, 4, 8)), lrs=RelativeLRs(-6, 3), steps=300, batch_size=128,
@@ -279,7 +280,7 @@ TIERS: dict[str, Tier] = {
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
-            lr_range=LRRangeGrid(lo=-4, hi=0, per_decade=4, steps=200, batch_size=64),
+            lr_range=LRRangeGrid(lo=-7, hi=0, per_decade=4, steps=200, batch_size=64),
             coord_check=CoordCheckGrid(widths=RelativeWidths((4, 8, 16, 32, 64)), lr=RelativeLRs(0, 0), steps=5,
                                        batch_size=64, max_abs_slope=0.15),
             lr_transfer=TransferGrid(widths=RelativeWidths((4, 8, 16, 32)), lrs=RelativeLRs(-8, 4), steps=1000,
