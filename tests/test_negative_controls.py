@@ -13,7 +13,7 @@ import pytest
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.parametrization import PARAMETRIZATIONS
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.tiers import TIERS, CoordCheckGrid, StabilityGrid
+from pytest_scaling.tiers import CoordCheckGrid, StabilityGrid
 
 TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
 
@@ -135,16 +135,16 @@ def test_qk_layernorm_comparison_fails_with_the_variants_swapped(session: Scalin
 
 # --- no z-loss and no weight decay at high LR: log Z drifts ---------------------------------------
 
-# The cpu tier's stability grid (250 steps, batch 32, default language task: vocab 64) at widths 32 and 64
-# and its top two LRs (0.1, 0.316), weight decay 0. Drift = max |mean log Z| over the second half minus at
-# step 0 (log 64 = 4.2), bounded by the tier's 3 nats. Measured without z-loss, widths 32 / 64, seeds 0, 1, 2:
-# 5.1, 6.1 / 5.1, 5.9 (seed 0); 5.2, 5.8 / 4.9, 5.9 (seed 1); 5.2, 5.9 / 5.0, 7.0 (seed 2): log Z climbs to
-# 9-11 and keeps rising as the cosine decays (z-loss 1e-4 measured the same: too weak for 250 steps). With
-# z-loss 1e-2 (the suite's): -4.0, -4.3 / -4.1, -4.0 (seed 0); -3.8, -3.7 / -3.8, -4.1 (seed 1); -3.8, -4.1 /
-# -4.0, -3.3 (seed 2): held under 0.8 from step 75. On the tiny language
-# (vocab 32, seq 16) the drift saturated at 3.2-3.7 after 100-200 steps: too close to the bound for a
-# control, hence the tier's own task here.
-DRIFT = dataclasses.replace(TIERS["cpu"].stability, widths=(32, 64), lrs=TIERS["cpu"].stability.lrs[-2:], weight_decay=0.0)
+# Wortsman et al.'s recipe (250 steps, warmup 25 + cosine, batch 32, default language task: vocab 64) at widths 32 and 64
+# and LRs 0.1 and 10^-0.75, weight decay 0. Drift = max |mean log Z| over the second half minus at step 0 (log 64 =
+# 4.2), bounded by 3 nats. Measured over seeds 0-2 on 1 and 2 torch threads (benchmarks/RESULTS.md, "Margins"):
+# without z-loss 4.9-5.5 (log Z climbs to 9-10 and keeps rising as the cosine decays; z-loss 1e-4 is as weak over 250
+# steps); with z-loss 1e-2 -4.2 to -3.7, and the max attention logit stays under 1.1 without growth. At 10^-0.5, the
+# top LR this control used to include, the clean side's attention logit grows from ~15-34 to 25-56 over the second
+# half on some seeds (qk-layernorm's gains grow): a verdict on a knife edge there, so the control stops below it.
+# On the tiny language (vocab 32, seq 16) the drift saturated at 3.2-3.7 after 100-200 steps: too close to the bound.
+DRIFT = StabilityGrid(widths=(32, 64), lrs=(0.1, 10**-0.75), steps=250, batch_size=32, warmup=25, probe_every=25,
+                      max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, max_log_z_drift=3.0, weight_decay=0.0)
 
 
 def gpt_with_z_loss(z_loss: float):
@@ -157,7 +157,8 @@ def test_log_z_drifts_without_z_loss(session: ScalingSession) -> None:
         checks.no_logit_divergence(session, gpt_with_z_loss(0.0), DRIFT)
     message = str(failure.value)
     failing = message.split("failing:")[1].splitlines()[0]
-    assert "lr=0.1 seed=0 |log Z|" in failing and "lr=0.316 seed=0 |log Z|" in failing
+    seed = session.seeds[0]
+    assert f"lr=0.1 seed={seed} |log Z|" in failing and f"lr=0.178 seed={seed} |log Z|" in failing
     assert "attention logit" not in failing and "DRIFTED" in message
     drift = last_record(session, "no_logit_divergence[gpt-L2-mup-qkln]")["drift"]
     assert all(d > 3.0 for name, d in drift.items() if name.endswith("|log Z|"))
