@@ -52,6 +52,10 @@ class Recipe:
     adam_eps: float = ADAM_EPS
     independent_weight_decay: bool = True  # per-step decay WEIGHT_DECAY_PER_STEP, else LR x WEIGHT_DECAY_COUPLED
     depth_scaled_residuals: bool = True  # Depth-muP: branches x (L / BASE_DEPTH)^-1/2, blocks' hidden LR likewise
+    # Edits that change nothing a property measures (BENIGN): what the readout module is called, and whether a block
+    # defines its MLP before its attention (the order parameters are created and drawn from the RNG in).
+    readout_name: str = "readout"
+    mlp_first: bool = False
 
 
 CLEAN = Recipe()
@@ -71,6 +75,13 @@ _MISTAKES: dict[str, tuple[str, Recipe]] = {
 }
 VARIANTS: dict[str, str] = {name: description for name, (description, _) in _MISTAKES.items()}
 """Variant name -> the one mistake it makes."""
+_BENIGN: dict[str, tuple[str, Recipe]] = {
+    "renamed_readout": ("the readout module renamed from 'readout' to 'head'", Recipe(readout_name="head")),
+    "reordered_parameters": ("each block defines its MLP before its attention (another init draw order)",
+                             Recipe(mlp_first=True)),
+}
+BENIGN: dict[str, str] = {name: description for name, (description, _) in _BENIGN.items()}
+"""Edit name -> a change a property must not flag (a refactor, not a mistake)."""
 
 
 class RMSNorm(nn.Module):
@@ -123,8 +134,11 @@ class Block(nn.Module):
 
     def __init__(self, width: int, recipe: Recipe, branch_mult: float):
         super().__init__()
+        if recipe.mlp_first:
+            self.mlp_norm, self.mlp = RMSNorm(width), MLP(width)
         self.attn_norm, self.attn = RMSNorm(width), Attention(width, recipe)
-        self.mlp_norm, self.mlp = RMSNorm(width), MLP(width)
+        if not recipe.mlp_first:
+            self.mlp_norm, self.mlp = RMSNorm(width), MLP(width)
         self.branch_mult = branch_mult
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +161,7 @@ class ZooGPT(nn.Module):
         self.pos_embed = nn.Embedding(SEQ_LEN, width)
         self.blocks = nn.ModuleList(Block(width, recipe, self.depth_mult) for _ in range(n_layers))
         self.final_norm = RMSNorm(width)
-        self.readout = nn.Linear(width, VOCAB, bias=False)
+        setattr(self, recipe.readout_name, nn.Linear(width, VOCAB, bias=False))
         self.readout_mult = 1 / self.width_mult if recipe.readout_multiplier else 1.0
         self._init_weights()
 
@@ -160,14 +174,19 @@ class ZooGPT(nn.Module):
                 nn.init.normal_(module.weight, std=module.in_features**-0.5)
         for block in self.blocks:
             nn.init.zeros_(block.attn.query.weight)
-        nn.init.zeros_(self.readout.weight)
+        nn.init.zeros_(self.readout_layer.weight)
+
+    @property
+    def readout_layer(self) -> nn.Linear:
+        """The readout module, whatever the recipe names it."""
+        return getattr(self, self.recipe.readout_name)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.tok_embed(tokens) + self.pos_embed(positions)
         for block in self.blocks:
             x = block(x)
-        return self.readout(self.final_norm(x)) * self.readout_mult
+        return self.readout_layer(self.final_norm(x)) * self.readout_mult
 
     def configure_optimizer(self, lr: float) -> torch.optim.Optimizer:
         """AdamW with muP groups: embeddings, readout and gains at ``lr``; the blocks' matrices at lr/m x depth factor.
@@ -178,7 +197,7 @@ class ZooGPT(nn.Module):
         """
         hidden_lr = (lr / self.width_mult if self.recipe.hidden_lr_over_m else lr) * self.depth_mult
         hidden = [p for p in self.blocks.parameters() if p.dim() == 2]
-        outer = [self.tok_embed.weight, self.pos_embed.weight, self.readout.weight]
+        outer = [self.tok_embed.weight, self.pos_embed.weight, self.readout_layer.weight]
         gains = [p for p in self.parameters() if p.dim() == 1]
         groups = [{"params": outer, "lr": lr}, {"params": hidden, "lr": hidden_lr}]
         for group in groups:
@@ -211,9 +230,10 @@ def recipe_of(variant: str | None) -> Recipe:
     """The recipe of a variant (None: the clean model)."""
     if variant is None:
         return CLEAN
-    if variant not in _MISTAKES:
-        raise ValueError(f"unknown zoo variant {variant!r}; choose None or one of {sorted(VARIANTS)}")
-    return _MISTAKES[variant][1]
+    known = {**_MISTAKES, **_BENIGN}
+    if variant not in known:
+        raise ValueError(f"unknown zoo variant {variant!r}; choose None or one of {sorted(known)}")
+    return known[variant][1]
 
 
 def make(variant: str | None = None, *, n_layers: int = BASE_DEPTH, name: str = "zoo-gpt") -> ModelFamily:
@@ -249,6 +269,6 @@ def clean() -> ModelFamily:
 
 def __getattr__(name: str) -> functools.partial:
     """Each variant by name, for ``--scaling-family examples.zoo:<variant>`` (e.g. ``examples.zoo:no_z_loss``)."""
-    if name in _MISTAKES:
+    if name in _MISTAKES or name in _BENIGN:
         return functools.partial(make, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -347,3 +347,20 @@ def test_the_engine_trains_it_for_two_steps(variant: str | None) -> None:
     result = train_run(zoo.make(variant), 32, 1e-2, seed=0, steps=2, batch_size=4)
     assert len(result.losses) == 2 and not result.diverged
     assert result.losses[0] == pytest.approx(math.log(zoo.VOCAB), rel=1e-6), "a zero readout predicts uniformly"
+
+
+def test_a_renamed_readout_trains_exactly_like_the_clean_model() -> None:
+    clean, renamed = (train_run(zoo.make(v), 32, 1e-2, seed=0, steps=3, batch_size=4) for v in (None, "renamed_readout"))
+    assert renamed.losses == clean.losses
+    assert "head.weight" in dict(zoo.make("renamed_readout").build(32).named_parameters())
+
+
+def test_reordered_parameters_draw_another_init_of_the_same_model() -> None:
+    torch.manual_seed(0)
+    clean = dict(zoo.make().build(32).named_parameters())
+    torch.manual_seed(0)
+    reordered = dict(zoo.make("reordered_parameters").build(32).named_parameters())
+    assert set(clean) == set(reordered) and all(clean[n].shape == reordered[n].shape for n in clean)
+    assert not torch.equal(clean["blocks.0.attn.key.weight"], reordered["blocks.0.attn.key.weight"])
+    assert list(reordered).index("blocks.0.mlp.up.weight") < list(reordered).index("blocks.0.attn.key.weight")
+    assert set(zoo.BENIGN) == {"renamed_readout", "reordered_parameters"} and not set(zoo.BENIGN) & set(zoo.VARIANTS)
