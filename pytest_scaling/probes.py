@@ -33,6 +33,7 @@ class ProbeRecorder:
     activation_size: dict[str, float] = field(default_factory=dict)
     norm_input_size: dict[str, float] = field(default_factory=dict)
     attention_logit_max: dict[str, float] = field(default_factory=dict)
+    attention_logit_size: dict[str, float] = field(default_factory=dict)  # mean |logit| over attended entries
 
     def name_of(self, module: nn.Module) -> str:
         """The module's name in the probed model; its class name for the root (named "") or a foreign module."""
@@ -50,10 +51,13 @@ class ProbeRecorder:
         else:
             self.activation_size[LOGITS] = _mean_abs(logits)
 
-    def note_attention(self, name: str, logit_max: float) -> None:
-        """Keep the largest logit a module produced over its calls (NaN, a diverged run, wins)."""
+    def note_attention(self, name: str, logits: tuple[float, float]) -> None:
+        """Keep the largest logit (NaN, a diverged run, wins) and the largest mean |logit| a module produced over its
+        calls: ``logits`` is (max, mean |logit|) of one call's attended entries."""
+        logit_max, logit_size = logits
         previous = self.attention_logit_max.get(name, -math.inf)
         self.attention_logit_max[name] = float(np.maximum(previous, logit_max))
+        self.attention_logit_size[name] = float(np.maximum(self.attention_logit_size.get(name, 0.0), logit_size))
 
 
 #: The coordinate check's row for the model's output when no module's output is the logits (up to a constant).
@@ -113,19 +117,26 @@ def _causal_bias(query_len: int, key_len: int, device: torch.device) -> torch.Te
     return _mask_bias(attend, true_means_attend=True)
 
 
-def _logit_max(q: torch.Tensor, k: torch.Tensor, scale: float, biases: list[torch.Tensor]) -> float:
-    """max over every entry of ``q kᵀ scale + biases`` (q [..., L, E], k [..., S, E], biases broadcast to [..., L, S])."""
+def _logit_stats(q: torch.Tensor, k: torch.Tensor, scale: float, biases: list[torch.Tensor]) -> tuple[float, float]:
+    """(max, mean |logit|) over the attended entries of ``q kᵀ scale + biases`` (q [..., L, E], k [..., S, E], biases
+    broadcast to [..., L, S]; an entry a bias sets to -inf is not attended)."""
     logits = (q.float() @ k.float().transpose(-2, -1)) * scale
     for bias in biases:
         logits = logits + bias
-    return float(logits.max())
+    return _stats(logits)
 
 
-def _sdpa_logit_max(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
+def _stats(logits: torch.Tensor) -> tuple[float, float]:
+    """(max, mean |logit|) of attention logits, masked entries (-inf) left out of the mean."""
+    attended = logits[logits != -math.inf]
+    return float(logits.max()), float(attended.abs().mean()) if attended.numel() else 0.0
+
+
+def _sdpa_logits(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
                     dropout_p: float = 0.0, is_causal: bool = False, *, scale: float | None = None,
-                    enable_gqa: bool = False) -> float | None:
-    """The largest logit ``F.scaled_dot_product_attention`` computes with these arguments (same signature); None for
-    nested (jagged) tensors, which have no dense logits to take it from."""
+                    enable_gqa: bool = False) -> tuple[float, float] | None:
+    """(max, mean |logit|) of the logits ``F.scaled_dot_product_attention`` computes with these arguments (same
+    signature); None for nested (jagged) tensors, which have no dense logits to take them from."""
     if query.is_nested or key.is_nested:
         return None
     if enable_gqa and key.size(-3) != query.size(-3):
@@ -133,14 +144,14 @@ def _sdpa_logit_max(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     biases = [] if attn_mask is None else [_mask_bias(attn_mask, true_means_attend=True)]
     if is_causal:
         biases.append(_causal_bias(query.size(-2), key.size(-2), query.device))
-    return _logit_max(query, key, 1.0 / math.sqrt(query.size(-1)) if scale is None else scale, biases)
+    return _logit_stats(query, key, 1.0 / math.sqrt(query.size(-1)) if scale is None else scale, biases)
 
 
-def _mha_logit_max(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+def _mha_logits(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                    key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
                    attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
-                   is_causal: bool = False) -> float:
-    """The largest logit (q·kᵀ/√head_dim after the in-projection, masked) of ``mha`` called with these arguments
+                   is_causal: bool = False) -> tuple[float, float]:
+    """(max, mean |logit|) of the logits (q·kᵀ/√head_dim after the in-projection, masked) of ``mha`` called with these arguments
     (``nn.MultiheadAttention.forward``'s signature); computed from its weights, whichever kernel it then runs."""
     if query.dim() == 2:  # unbatched [L, E]: a batch of one
         query, key = query.unsqueeze(1), key.unsqueeze(1)
@@ -172,7 +183,7 @@ def _mha_logit_max(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.T
     if key_padding_mask is not None:  # [N, S], True = padding
         bias = _mask_bias(key_padding_mask, true_means_attend=False)
         biases.append(F.pad(bias, (0, extra_keys))[:, None, None, :])
-    return _logit_max(q, k, 1.0 / math.sqrt(head_dim), biases)
+    return _logit_stats(q, k, 1.0 / math.sqrt(head_dim), biases)
 
 
 class _SDPALogits(TorchFunctionMode):
@@ -187,10 +198,10 @@ class _SDPALogits(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             with torch.no_grad():
-                logit_max = _sdpa_logit_max(*args, **kwargs)
-            if logit_max is not None:
+                logits = _sdpa_logits(*args, **kwargs)
+            if logits is not None:
                 name = self.recorder.name_of(self.running[-1]) if self.running else "scaled_dot_product_attention"
-                self.recorder.note_attention(name, logit_max)
+                self.recorder.note_attention(name, logits)
         return func(*args, **kwargs)
 
 
@@ -224,7 +235,7 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
 
     def record_mha(module: nn.Module, args: tuple, kwargs: dict) -> None:
         with torch.no_grad():
-            recorder.note_attention(recorder.name_of(module), _mha_logit_max(module, *args, **kwargs))
+            recorder.note_attention(recorder.name_of(module), _mha_logits(module, *args, **kwargs))
 
     handles = [model.register_forward_hook(record_logits)]
     for m in model.modules():
@@ -250,4 +261,4 @@ def record_attention_logits(module: nn.Module, logits: torch.Tensor) -> None:
     attention (SDPA calls and ``nn.MultiheadAttention`` are seen without it). Several calls keep the largest."""
     recorder = _ACTIVE.get()
     if recorder is not None:
-        recorder.note_attention(recorder.name_of(module), float(logits.detach().max()))
+        recorder.note_attention(recorder.name_of(module), _stats(logits.detach().float()))

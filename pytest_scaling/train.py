@@ -122,7 +122,7 @@ class RunResult:
 
     ``probes`` maps a probe name to ``{series key: [values at probe_step_list]}``:
     ``activation`` (mean |output| per module), ``norm_input`` (mean |input| per norm layer),
-    ``attention_logit_max`` (per attention module),
+    ``attention_logit_max`` and ``attention_logit_size`` (max and mean |logit|, per attention module),
     ``output`` (``log_z_mean``, ``log_z_max``, ``logit_abs_max``), ``grad_rms`` and
     ``frac_below_eps`` (per parameter).
     """
@@ -175,6 +175,7 @@ def _record_probes(
             _add(result.probes, "norm_input", recorder.norm_input_size)
         if "attention" in kinds:
             _add(result.probes, "attention_logit_max", recorder.attention_logit_max)
+            _add(result.probes, "attention_logit_size", recorder.attention_logit_size)
     if "output" in kinds:
         _add(result.probes, "output", output)
     if adam is not None:

@@ -15,20 +15,37 @@ from ..assertions import assert_coord_check, assert_lr_curve_transfer, assert_lr
 from ..family import ModelFamily
 from ..sweep import SweepResult
 from ..tiers import CoordCheckGrid, TransferGrid
-from ..train import TrainConfig
+from ..train import RunResult, TrainConfig
 from .._result import jsonable
 from ._arguments import require_check_arguments
 from ._records import json_losses
 from ._runs import require_finite_probes
 
 
-def _layer_sizes(runs: list, layers: list[str]) -> np.ndarray:
-    """Activation sizes [layer, step, width] from one run per width."""
-    return np.array([[run.probes["activation"][layer] for run in runs] for layer in layers]).transpose(0, 2, 1)
+#: The coordinate check's row for an attention module's logits (q·kᵀ·scale).
+ATTENTION_LOGITS = "{} (attention logits)"
+
+
+def _coordinates(run: RunResult) -> dict[str, list[float]]:
+    """A run's coordinate sizes per probe step, in forward order: each layer's mean |output|, and each attention
+    module's mean |logit| (μP keeps attention logits Θ(1): 1/d_head, not 1/√d_head, once q and k align) after the
+    module's own layers (before the readout when no layer is inside it)."""
+    rows = list(run.probes["activation"].items())
+    for module, sizes in run.probes.get("attention_logit_size", {}).items():
+        inside = [i for i, (layer, _) in enumerate(rows) if layer == module or layer.startswith(module + ".")]
+        rows.insert(inside[-1] + 1 if inside else max(len(rows) - 1, 0), (ATTENTION_LOGITS.format(module), sizes))
+    return dict(rows)
+
+
+def _layer_sizes(runs: list[RunResult], layers: list[str]) -> np.ndarray:
+    """Coordinate sizes [layer, step, width] from one run per width."""
+    coordinates = [_coordinates(run) for run in runs]
+    return np.array([[sizes[layer] for sizes in coordinates] for layer in layers]).transpose(0, 2, 1)
 
 
 def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None = None) -> metrics.CoordCheckResult:
-    """No parameterised layer's mean |output| may grow with width in the first Adam steps.
+    """No parameterised layer's mean |output|, nor any attention module's mean |logit|, may grow with width in the
+    first Adam steps.
 
     Steps 1..T are asserted, growth only: at step 0 only the init speaks, and muP's readout
     (variance 1/fan_in^2) shrinks there by design; at the first steps of a finite-width GPT it is
@@ -42,12 +59,12 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     grid, placed = place(scaling, family, grid or scaling.tier.coord_check)
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
-        steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)), probe_kinds=("activation",)
-    )
+        steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
+        probe_kinds=("activation", "attention"))
     result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), config=config)
     require_finite_probes(result.runs.values(), "activation", "coordinate check")
     runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
-    layers = list(runs_by_seed[0][0].probes["activation"])
+    layers = list(_coordinates(runs_by_seed[0][0]))
     per_seed = [_layer_sizes(runs, layers)[:, 1:, :] for runs in runs_by_seed]
     steps = range(1, grid.steps + 1)
     slopes = metrics.coord_slopes(result.widths, metrics.seed_geometric_mean(per_seed), layers=layers, steps=steps)
