@@ -21,8 +21,10 @@ CONTRACT_BATCH = 4
 """Examples in the batch the contract's forward pass reads."""
 _CONTRACT_SEED = 0
 
-# Families that passed check_family; weak, so a family dropped by its caller is not kept alive.
+# Families that passed check_family, and the widths each was built at; weak, so a family dropped by its caller is not
+# kept alive.
 _FITTING: weakref.WeakSet[ModelFamily] = weakref.WeakSet()
+_BUILT: weakref.WeakKeyDictionary[ModelFamily, set[int]] = weakref.WeakKeyDictionary()
 
 
 class FamilyError(ValueError):
@@ -103,6 +105,21 @@ def check_family(family: ModelFamily) -> None:
     if problem is not None:
         raise FamilyError(prefix + problem)
     _FITTING.add(family)
+
+
+def check_widths_build(family: ModelFamily, widths: tuple[int, ...]) -> None:
+    """Build ``family`` at each of ``widths`` once (the base width's forward pass is ``check_family``'s), so that a width
+    that breaks the model (a head count that does not divide it) is a one-line ``FamilyError`` before any training."""
+    built = _BUILT.setdefault(family, set())
+    for width in widths:
+        if width in built:
+            continue
+        with torch.random.fork_rng(devices=[]):
+            try:
+                family.build(width)
+            except Exception as exc:  # noqa: BLE001 - any failure to build is the width's problem
+                raise FamilyError(f"family {family.name!r} cannot be built at width {width}: {first_line(exc)}") from None
+        built.add(width)
 
 
 def train_config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainConfig:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .contract import check_family, require_family, torch_device, train_config
+from .contract import check_family, check_widths_build, require_family, torch_device, train_config
 from .family import ModelFamily, check_widths
 from .fingerprint import FingerprintError
 from .progress import Progress
@@ -222,6 +222,7 @@ def check_arguments(
         device=torch_device(device),
     )
     check_family(family)
+    check_widths_build(family, arguments.widths)
     return arguments
 
 

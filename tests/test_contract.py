@@ -346,3 +346,17 @@ def test_scaling_family_that_cannot_be_built_is_a_usage_error(pytester: pytest.P
     result = inline(pytester, "--scaling-family", "mymodels:family", "--scaling-no-cache")
     assert_usage_error(result, "scaling family 'unbuilt' cannot be built at its base width: "
                                "TypeError: build(16) returned str, not a torch.nn.Module")
+
+
+def test_a_width_that_breaks_the_model_is_one_line_before_any_training(tmp_path: Path) -> None:
+    def build(width: int) -> nn.Module:
+        if width % 4:
+            raise ValueError(f"width {width} is not a multiple of the 4 heads")
+        return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 3))
+
+    family = ModelFamily(name="heads", build=build, task=tasks.teacher_student(input_dim=8, n_classes=3), base_width=8)
+    with pytest.raises(FamilyError) as raised:
+        sweep(family, widths=(8, 16, 18), lrs=(1e-3,), steps=2, batch_size=4, cache=tmp_path)
+    assert_one_line(str(raised.value), "family 'heads' cannot be built at width 18: ValueError: width 18 is not a "
+                    "multiple of the 4 heads")
+    assert not (tmp_path / CACHE_FILE).exists()
