@@ -72,21 +72,25 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
     bound = f"|slope| ≤ {max_abs_slope}" if two_sided else f"slope ≤ +{max_abs_slope} (growth only)"
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
              f"slope {slopes[worst]:+.3f}; threshold {bound}", *_zero_facts(result)]
-    # Growth propagates forward, so the first failing layer (forward order) is the likeliest cause.
-    first = int(np.flatnonzero((excess > max_abs_slope).any(axis=1))[0])
+    # Growth spreads from where it starts, forwards through the layers and, via the gradients, backwards over the next
+    # steps: the likeliest cause is the first failing layer (forward order) at the earliest step where any fails.
+    failing = excess > max_abs_slope
+    earliest = int(np.flatnonzero(failing.any(axis=0))[0])
+    first = int(np.flatnonzero(failing[:, earliest])[0])
+    facts.append(f"the first to grow: {result.layers[first]} at step {result.steps[earliest]}")
     if step == 0:
         hint = ("activations already scale with width at initialisation: is the init variance 1/fan_in "
                 "(1/fan_in² for the readout)?")
     elif slopes[worst] < 0:
         hint = "activations shrink with width during training: is an LR or multiplier scaled down twice?"
     elif first == len(result.layers) - 1:
-        hint = ("output layer grows with width: is the readout initialised with variance 1/fan_in² (or zero) "
-                "and its LR scaled by 1/m?")
+        hint = ("the output layer grows with width first: is the readout initialised with variance 1/fan_in² (or zero) "
+                "and its LR or forward multiplier scaled by 1/m?")
     elif "attn" in result.layers[first] or "attention" in result.layers[first]:
-        hint = (f"attention grows with width from {result.layers[first]} on: are attention logits scaled by 1/d_head "
-                "(muP), not 1/sqrt(d_head), and is the hidden-layer LR scaled by 1/m?")
+        hint = (f"attention grows with width first, at {result.layers[first]}: are attention logits scaled by "
+                "1/d_head (muP), not 1/sqrt(d_head), and is the hidden-layer LR scaled by 1/m?")
     else:
-        hint = (f"hidden activations grow with width from {result.layers[first]} on: "
+        hint = (f"hidden activations grow with width first, at {result.layers[first]}: "
                 "is the hidden-layer LR scaled by 1/m?")
     _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
 

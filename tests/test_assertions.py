@@ -94,7 +94,14 @@ def test_readout_growth_fails_with_the_readout_hint():
     assert "layer    t=0     t=1     t=2     max |slope|" in msg
     assert "readout  +0.000  +0.600  +1.000  1.000" in msg
     assert "worst: readout at step 2, slope +1.000; threshold |slope| ≤ 0.15" in msg
-    assert "hint: output layer grows with width: is the readout initialised with variance 1/fan_in²" in msg
+    assert "hint: the output layer grows with width first: is the readout initialised with variance 1/fan_in²" in msg
+
+
+def test_the_hint_follows_the_first_layer_to_grow_not_the_worst():
+    # The readout grows at step 1; a hidden layer only later (fed by it) but more: the readout is named.
+    msg = failure(assert_coord_check, coord([[0, 0.05, 0.9], [0, 0.02, 0.1], [0, 0.6, 0.7]]))
+    assert "worst: input at step 2" in msg and "the first to grow: readout at step 1" in msg
+    assert "hint: the output layer grows with width first" in msg
 
 
 def test_hidden_growth_fails_with_the_hidden_lr_hint():

@@ -82,14 +82,14 @@ def test_coord_check_fails_on_gpt_hidden_layers_when_their_lr_is_not_scaled(sess
 # MLP, the coordinate-check grid muP passes in tests/test_checks.py (COORD). Measured, seeds
 # 0/1/2, slope at step 1 of hidden layer "4": 1.00 / 1.05 / 1.13, of hidden layer "2": 0.56 / 0.54 /
 # 0.58; the readout "6" inherits the growth (1.03 / 0.96 / 0.97), so on seed 0 the worst cell is the
-# readout; the hint names the first failing layer in forward order, a hidden one.
+# readout; the hint names the first failing layer in forward order at the earliest failing step, a hidden one.
 MLP_COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=64, max_abs_slope=0.15)
 
 
 def test_coord_check_fails_on_mlp_hidden_layers_when_their_lr_is_not_scaled(session: ScalingSession) -> None:
     with pytest.raises(AssertionError, match="coordinate check failed") as failure:
         checks.coord_check(session, families.mlp(parametrization=UNSCALED_HIDDEN_LR), MLP_COORD)
-    assert "hidden activations grow with width from 2 on: is the hidden-layer LR scaled by 1/m?" in str(failure.value)
+    assert "hidden activations grow with width first, at 2: is the hidden-layer LR scaled by 1/m?" in str(failure.value)
     record = last_record(session, "coord_check[mlp-d3-mup-unscaled-hidden-lr]")
     slopes = dict(zip(record["layers"], record["slopes"]))
     assert all(s > 0.15 for layer in ("2", "4") for s in slopes[layer])
