@@ -27,6 +27,7 @@ USER_MODELS = """
     family = ModelFamily(name="user-mlp", build=build, task=TASK, base_width=32, parametrization="mup")
     other = ModelFamily(name="user-mlp-2", build=build, task=TASK, base_width=16, parametrization="mup")
     same_name = ModelFamily(name="user-mlp", build=build, task=TASK, base_width=16, parametrization="mup")
+    standard = ModelFamily(name="user-mlp-sp", build=build, task=TASK, base_width=32, parametrization="sp")
 """
 
 USER_SUITE = """
@@ -117,3 +118,12 @@ def test_two_families_of_one_name_are_a_usage_error(user_repo: pytest.Pytester) 
     result = inline(user_repo, "--scaling-family", "user_models:family", "--scaling-family", "user_models:same_name")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --scaling-family: two families are named 'user-mlp'*"])
+
+
+def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytester) -> None:
+    user_repo.makepyfile(test_scaling=textwrap.dedent(USER_SUITE).replace("import family", "import standard as family"))
+    result = inline(user_repo, "-k", "test_coord_check")
+    result.assert_outcomes(failed=1, deselected=len(SUITE) - 1)
+    result.stdout.fnmatch_lines(["*coordinate check failed: activation size scales with width*", "*layer*t=1*",
+                                 "*the first to grow: *", "*hint: *"])
+    assert "Traceback" not in result.stdout.str() and "pytest_scaling/" not in result.stdout.str()
