@@ -229,7 +229,7 @@ def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, requ
         rows.append([_num(x), _num(y), _num(p), f"{rel:+.2%}", band, inside, z])
     facts = [_fit_summary(result.fit),
              f"max |relative error| {result.max_rel_error:.2%}; a point fails beyond {rtol:.2%} and beyond "
-             f"{result.n_sigma:g}σ of its noise (seed noise with the fit's own spread)"]
+             f"{result.n_sigma:g}σ of its observed loss's seed noise; z counts the fit's own spread too"]
     hint = ("the held-out sizes leave the fitted curve: fit the best-LR loss per size (at a fixed LR, SP drifts off), "
             "or check that the largest sizes trained as long relative to their size")
     _fail("extrapolation check failed: the power law does not predict the held-out sizes",

@@ -332,6 +332,7 @@ class ExtrapolationResult(Result):
     band_lo: np.ndarray | None  # bootstrap prediction band at the held-out x (None without bootstrap)
     band_hi: np.ndarray | None
     in_band: np.ndarray | None
+    observed_noise: np.ndarray | None  # the held-out observation's own seed noise
     seed_noise: np.ndarray | None  # noise at the held-out x: seed noise combined with the bootstrap prediction spread
     z_scores: np.ndarray | None  # (predicted − observed) / seed_noise, signed like rel_errors
     flagged: np.ndarray | None  # |z| > n_sigma
@@ -339,10 +340,14 @@ class ExtrapolationResult(Result):
 
     def excess(self, rtol: float) -> np.ndarray:
         """Per held-out point, how far past its bounds the prediction is: |relative error| / rtol, or, where the seed
-        noise is known, the smaller of that and |z| / n_sigma. Above 1, the point misses by more than the tolerance
-        *and* by more than its noise explains; a miss within the seed noise of the observation is not the law's."""
+        noise is known, the smaller of that and |miss| / (n_sigma · the observation's seed noise). Above 1, the point
+        misses by more than the tolerance *and* by more than the observation's noise explains: a miss within the seed
+        noise of the observation is not the law's, but the fit's own spread excuses nothing (a law too uncertain to
+        predict the size has not extrapolated to it)."""
         rel = np.abs(self.rel_errors) / rtol
-        return rel if self.z_scores is None else np.minimum(rel, np.abs(self.z_scores) / self.n_sigma)
+        if self.observed_noise is None:
+            return rel
+        return np.minimum(rel, np.abs(self.predicted - self.y_holdout) / (self.n_sigma * self.observed_noise))
 
 
 def extrapolation_check(x: ArrayLike, y: ArrayLike, holdout: int = 1, *, bootstrap: int = 200, seed: int = 0,
@@ -375,9 +380,9 @@ def extrapolation_check(x: ArrayLike, y: ArrayLike, holdout: int = 1, *, bootstr
         slack = 1e-6 * y_out
         in_band = frozen((y_out >= band_lo - slack) & (y_out <= band_hi + slack), bool)
         band_lo, band_hi = frozen(band_lo), frozen(band_hi)
-    noise = z = flagged = None
+    observed = noise = z = flagged = None
     if seed_noise is not None:
-        noise = seed_noise[held]
+        observed = noise = frozen(seed_noise[held])
         if bootstrap:
             noise = np.sqrt(noise**2 + np.var(fit.bootstrap_predictions(x_out), axis=0))
         z = (predicted - y_out) / noise
@@ -386,5 +391,5 @@ def extrapolation_check(x: ArrayLike, y: ArrayLike, holdout: int = 1, *, bootstr
     return ExtrapolationResult(
         fit=fit, x_holdout=frozen(x_out), y_holdout=frozen(y_out), predicted=frozen(predicted),
         rel_errors=frozen(rel), max_rel_error=float(np.max(np.abs(rel))), band_lo=band_lo, band_hi=band_hi,
-        in_band=in_band, seed_noise=noise, z_scores=z, flagged=flagged, n_sigma=float(n_sigma),
+        in_band=in_band, observed_noise=observed, seed_noise=noise, z_scores=z, flagged=flagged, n_sigma=float(n_sigma),
     )

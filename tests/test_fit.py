@@ -108,6 +108,19 @@ def test_the_z_score_counts_the_fits_own_spread_besides_seed_noise():
     assert np.all(np.abs(without.z_scores) > np.abs(res.z_scores))
 
 
+def test_a_miss_is_excused_by_the_observations_seed_noise_but_not_by_the_fits_spread():
+    """excess: the smaller of |rel|/rtol and |miss|/(n_sigma · observed noise); a wide bootstrap band lowers z only."""
+    rng = np.random.default_rng(0)
+    y = power_law(X) * np.exp(0.03 * rng.standard_normal(X.size))
+    noisy_fit = extrapolation_check(X, y, holdout=2, bootstrap=100, seed_noise=np.full(X.size, 1e-9))
+    no_band = extrapolation_check(X, y, holdout=2, bootstrap=0, seed_noise=np.full(X.size, 1e-9))
+    np.testing.assert_allclose(noisy_fit.excess(0.001), no_band.excess(0.001))
+    np.testing.assert_allclose(noisy_fit.excess(0.001), np.abs(noisy_fit.rel_errors) / 0.001)
+    noisy_observation = extrapolation_check(X, y, holdout=2, bootstrap=100, seed_noise=np.full(X.size, 10.0))
+    np.testing.assert_allclose(noisy_observation.excess(0.001),
+                               np.abs(noisy_observation.predicted - noisy_observation.y_holdout) / 30.0)
+
+
 def test_holdout_takes_all_seeds_of_the_largest_size():
     x = np.repeat(X, 2)
     y = power_law(x) * np.exp(0.002 * np.tile([1.0, -1.0], X.size))

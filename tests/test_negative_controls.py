@@ -31,14 +31,12 @@ def last_record(session: ScalingSession, name: str) -> dict:
 # --- 1/sqrt(d_head) attention under muP --------------------------------------------------------
 
 # Heads are 4 at every width, so d_head = width/4 = 16..128 here; 1/sqrt(d) logits grow like sqrt(d_head)
-# against muP's 1/d (8/d equals 1/sqrt(d) at d_head 64). The coordinate check sees it through the attention
-# output (attn.proj) at a higher LR than the tier's: 4 steps at 2e-2, batch 32. Measured max slope, seeds
-# 0/1/2: 1/d 0.134 / 0.085 / 0.091, 1/sqrt(d) 0.170 / 0.168 / 0.160, worst always an attn.proj (steps 3-4).
-# The margins are thin (0.01-0.07 either side of 0.15): at 1e-2 (8 steps) seed 2 passed with 1/sqrt(d)
-# (0.147); at 3e-2 (widths 32-256) the 1/d variant failed on seed 1 (0.40). The max attention logit at
-# step 4 shows the cause directly (seed 0: 1/d 11.3, 9.1, 9.4, 9.4; 1/sqrt(d) 7.0, 7.6, 9.4, 12.6), but the
-# coordinate check probes module outputs, not logits. LR transfer did not separate the two (widths
-# 32-128, order-2 Markov, 100 steps: slope +0.18 with 1/d, -0.08 with 1/sqrt(d); both pass).
+# against muP's 1/d (8/d equals 1/sqrt(d) at d_head 64). The coordinate check sees it in its attention-logit
+# rows (each attention module's mean |q·k·scale|) from the first update on: 4 steps at 2e-2, batch 32.
+# Measured max slope, seeds 0/1/2: 1/d 0.134 / 0.085 / 0.091, 1/sqrt(d) 0.340 / 0.281 / 0.476, the first to grow
+# always blocks.0.attn (attention logits) at step 1. Through module outputs alone (attn.proj) the margins were
+# 0.01-0.07 either side of 0.15. LR transfer did not separate the two (widths 32-128, order-2 Markov, 100 steps:
+# slope +0.18 with 1/d, -0.08 with 1/sqrt(d); both pass).
 ATTENTION_COORD = CoordCheckGrid(widths=(64, 128, 256, 512), lr=2e-2, steps=4, batch_size=32, max_abs_slope=0.15)
 
 
@@ -49,7 +47,7 @@ def test_coord_check_fails_with_1_over_sqrt_d_attention_under_mup(session: Scali
     over_sqrt_d = families.gpt(parametrization="mup", attn_scale="1/sqrt(d)", task=TINY_LANGUAGE, name="gpt-mup-attn-over-sqrt-d")
     with pytest.raises(AssertionError, match="coordinate check failed") as failure:
         checks.coord_check(session, over_sqrt_d, ATTENTION_COORD)
-    assert ".attn.proj at step" in str(failure.value) and "not 1/sqrt(d_head)" in str(failure.value)
+    assert ".attn (attention logits) at step" in str(failure.value) and "not 1/sqrt(d_head)" in str(failure.value)
     assert last_record(session, "coord_check[gpt-mup-attn-over-sqrt-d]")["value"] > 0.15
 
 
