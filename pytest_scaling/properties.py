@@ -59,9 +59,9 @@ class Property:
         """The record's name in reports and baselines: ``property[family]``."""
         return f"{self.name}[{family}]"
 
-    def run(self, scaling: Any, family: Any) -> Any:
-        """Run the property's check on ``family`` with the tier's grid."""
-        return getattr(importlib.import_module("pytest_scaling.checks"), self.check)(scaling, family)
+    def run(self, scaling: Any, family: Any, grid: Any = None) -> Any:
+        """Run the property's check on ``family`` with ``grid``, or the tier's grid when None."""
+        return getattr(importlib.import_module("pytest_scaling.checks"), self.check)(scaling, family, grid)
 
     def record(self, scaling: Any, family: str, *, value: float | None, threshold: float | None,
                seed_values: Sequence[float | None] | None = None, ci: Sequence[float] | None = None,

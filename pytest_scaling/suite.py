@@ -9,7 +9,8 @@ A user's repository gets the whole suite by subclassing it in a test module::
 
 pytest collects the subclass like any test class; each property is a test ``test_<property>`` marked
 ``@pytest.mark.scaling(property=...)``. A property that does not apply to the family (no ``at_depth`` for the
-depth properties) or that the tier does not assert skips with its reason in one line.
+depth properties), that the tier does not assert, or that the class leaves out (``skip``) skips with its reason
+in one line. ``grids`` replaces the tier's grid of a property for this family (a budget of its own).
 """
 
 from __future__ import annotations
@@ -30,10 +31,24 @@ class ScalingSuite:
     ``family`` is a :class:`ModelFamily`, a no-argument function returning one, or None: then the suite runs on each
     family given with ``--scaling-family`` (or on the ``model_family`` fixture's). ``builtin = True`` marks a class
     whose family is one of the plugin's reference families: it does not run when ``--scaling-family`` is given.
+    ``skip`` maps a property's name to the reason the class does not assert it (recorded and shown as the skip);
+    ``grids`` maps a property's name to the grid it runs instead of the tier's (e.g. more steps for a noisy task).
     """
 
     family: ClassVar[Any] = None
     builtin: ClassVar[bool] = False
+    skip: ClassVar[dict[str, str]] = {}
+    grids: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name an unknown property in ``skip`` or ``grids`` at import, not as a silently ignored key."""
+        super().__init_subclass__(**kwargs)
+        known = {prop.name for prop in SUITE}
+        for attribute in ("skip", "grids"):
+            unknown = sorted(set(getattr(cls, attribute)) - known)
+            if unknown:
+                raise TypeError(f"{cls.__name__}.{attribute} names no suite property: {', '.join(unknown)} "
+                                f"(the suite's: {', '.join(sorted(known))})")
 
     @classmethod
     def own_family(cls) -> ModelFamily | None:
@@ -67,17 +82,23 @@ def not_asserted(prop: Property, tier: Any) -> str | None:
     return None
 
 
-def run_property(scaling: Any, family: ModelFamily, prop: Property) -> Any:
-    """Run one suite property on ``family``; if it does not apply, or the tier does not assert it, record why and skip."""
+def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[ScalingSuite] = ScalingSuite) -> Any:
+    """Run one suite property on ``family`` (with ``suite``'s grid for it, if it gives one); if it does not apply, the
+    suite leaves it out, or the tier does not assert it, record why and skip."""
     reason = not_applicable(prop, family)
-    if reason is None:
-        reason = not_asserted(prop, scaling.tier)
-        if reason is not None:
-            prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
-            pytest.skip(reason)
-        return prop.run(scaling, family)
-    prop.record(scaling, family.name, value=None, threshold=None, applicable=False, reason=reason)
-    pytest.skip(reason)
+    if reason is not None:
+        prop.record(scaling, family.name, value=None, threshold=None, applicable=False, reason=reason)
+        pytest.skip(reason)
+    if prop.name in suite.skip:
+        reason = f"not asserted on {family.name}: {suite.skip[prop.name]}"
+        prop.record(scaling, family.name, value=None, threshold=None, left_out=True, reason=reason)
+        pytest.skip(reason)
+    grid = suite.grids.get(prop.name)
+    reason = None if grid is not None else not_asserted(prop, scaling.tier)
+    if reason is not None:
+        prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
+        pytest.skip(reason)
+    return prop.run(scaling, family, grid)
 
 
 def _suite_test(prop: Property) -> Callable[..., Any]:
@@ -86,9 +107,12 @@ def _suite_test(prop: Property) -> Callable[..., Any]:
     @pytest.mark.scaling(property=prop.name)
     def test(self: ScalingSuite, scaling: Any, scaling_family: ModelFamily) -> None:
         try:
-            run_property(scaling, scaling_family, prop)
-        except AssertionError as failure:  # the evidence table is the whole story: no traceback through the library
-            pytest.fail(str(failure), pytrace=False)
+            run_property(scaling, scaling_family, prop, type(self))
+            return
+        except AssertionError as failure:
+            evidence = str(failure)
+        # The evidence table is the whole story: no traceback through the library, nor the exception it came from.
+        pytest.fail(evidence, pytrace=False)
 
     test.__name__ = f"test_{prop.name}"
     test.__qualname__ = f"ScalingSuite.test_{prop.name}"

@@ -127,3 +127,36 @@ def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytest
     result.stdout.fnmatch_lines(["*coordinate check failed: activation size scales with width*", "*layer*t=1*",
                                  "*the first to grow: *", "*hint: *"])
     assert "Traceback" not in result.stdout.str() and "pytest_scaling/" not in result.stdout.str()
+    assert result.stdout.str().count("coordinate check failed") == 1  # once: not again as a chained exception
+
+
+SUITE_WITH_CHOICES = """
+    from pytest_scaling import ScalingSuite
+    from pytest_scaling.tiers import CoordCheckGrid
+
+    from user_models import family
+
+
+    class TestUserMLP(ScalingSuite):
+        family = family
+        skip = {"adam_epsilon": "the user's optimizer is not Adam"}
+        grids = {"coord_check": CoordCheckGrid(widths=(32, 64), lr=1e-2, steps=2, batch_size=8, max_abs_slope=0.15)}
+"""
+
+
+def test_a_suite_leaves_out_a_property_with_its_reason_and_runs_another_on_its_own_grid(
+        user_repo: pytest.Pytester) -> None:
+    user_repo.makepyfile(test_scaling=textwrap.dedent(SUITE_WITH_CHOICES))
+    result = inline(user_repo, "-rs", "-k", "test_coord_check or adam_epsilon", "--scaling-report", "r.json")
+    result.assert_outcomes(passed=1, skipped=1, deselected=len(SUITE) - 2)
+    result.stdout.fnmatch_lines(["*not asserted on user-mlp: the user's optimizer is not Adam*"])
+    records = {r["property"]: r for r in json.loads((user_repo.path / "r.json").read_text())["records"]}
+    assert records["adam_epsilon"]["status"] == "skipped"
+    assert records["coord_check"]["data"]["widths"] == [32, 64]
+
+
+def test_a_suite_naming_no_property_is_an_error_at_import() -> None:
+    from pytest_scaling import ScalingSuite
+
+    with pytest.raises(TypeError, match="TestTypo.skip names no suite property: lr_sensitivty"):
+        type("TestTypo", (ScalingSuite,), {"skip": {"lr_sensitivty": "typo"}})

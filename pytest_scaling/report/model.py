@@ -20,8 +20,8 @@ SCHEMA_VERSION = 2
 STANDARD_FIELDS: tuple[str, ...] = ("property", "family", "value", "ci", "threshold", "worse", "seed_values", "noise")
 #: pass / fail: the test's outcome; inconclusive: the test was skipped, or the record was made outside a test;
 #: regressed / improved: a passing test's value moved beyond the seed noise of its baseline (see pytest_scaling.baseline);
-#: n/a: the property does not apply to the family (the record says why).
-STATUSES: tuple[str, ...] = ("pass", "fail", "regressed", "improved", "inconclusive", "n/a")
+#: n/a: the property does not apply to the family; skipped: the suite class leaves it out (the record says why).
+STATUSES: tuple[str, ...] = ("pass", "fail", "regressed", "improved", "inconclusive", "n/a", "skipped")
 
 
 class ReportError(Exception):
@@ -51,6 +51,8 @@ def make_record(raw: dict[str, Any], status: str) -> dict[str, Any]:
     values = dict(raw["values"])
     if values.get("applicable") is False:
         status = "n/a"
+    elif values.get("left_out") is True:
+        status = "skipped"
     record: dict[str, Any] = {"name": raw["name"], "test": raw.get("test") or raw["name"], "status": status}
     record.update({key: values.pop(key, None) for key in STANDARD_FIELDS})
     record["baseline"] = None
