@@ -149,7 +149,8 @@ def test_bad_extrapolation_fails_with_the_holdout_table():
     msg = failure(assert_extrapolates, res)
     assert "x          observed    predicted    rel. error    95% band        in band    z (σ)" in msg
     assert "1e+09      2.281       1.983        -13.04%" in msg and "no         -29.7" in msg
-    assert "a point fails beyond 5.00% and beyond 3σ of its noise" in msg and "fit L = E + A·x^-alpha on 6 points" in msg
+    assert "a point fails beyond 5.00% and beyond 3σ of its observed loss's seed noise" in msg
+    assert "fit L = E + A·x^-alpha on 6 points" in msg
     assert "hint: the held-out sizes leave the fitted curve: fit the best-LR loss per size" in msg
 
 
