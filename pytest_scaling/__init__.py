@@ -38,6 +38,7 @@ _PUBLIC = {
     "assert_no_logit_divergence": "assertions",
     "assert_wider_is_better": "assertions",
     "assert_adam_epsilon": "assertions",
+    "assert_decay_timescale": "assertions",
 }
 _SUBMODULES = ("families", "tasks", "parametrization", "fit", "metrics", "assertions", "train", "optim", "checks",
                "properties")

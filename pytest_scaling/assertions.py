@@ -10,6 +10,7 @@ from typing import NoReturn
 import numpy as np
 from tabulate import tabulate
 
+from .decay import DecayTimescales
 from .fit import ExtrapolationResult, PowerLawFit
 from .metrics import CoordCheckResult, CurveShiftResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
 
@@ -346,6 +347,27 @@ def assert_adam_epsilon(result: EpsilonResult, *, max_frac_below_eps: float = 0.
             "gradient scale) or an ε well below the smallest gradient RMS in the table")
     _fail("Adam epsilon check failed: ε is not small against the gradients",
           ["layer", "grad RMS", "ε", "grad RMS / ε", "fraction √v̂ < ε", "width", "lr", "fails on"], rows, facts, hint)
+
+
+def assert_decay_timescale(result: DecayTimescales, *, max_abs_slope: float = 0.5) -> DecayTimescales:
+    """Each decayed parameter's timescale τ = 1/(fraction removed a step) may change with width by at most
+    ``max_abs_slope`` per doubling (log2 τ on log2 width). 0.5 sits halfway between a decay independent of the LR (0)
+    and one coupled to a μP hidden LR that falls as 1/m (+1); a parameter decayed at some widths only fails."""
+    worst = result.max_abs_slope
+    if worst is None or worst <= max_abs_slope:
+        return result
+    order = sorted(range(len(result.names)), key=lambda i: -abs(result.slopes[i]))
+    failing = [i for i in order if abs(result.slopes[i]) > max_abs_slope]
+    rows = [[result.names[i], *(_num(t) for t in result.timescale[i]), f"{result.slopes[i]:+.2f}"]
+            for i in order[:max(len(failing), 3)][:12]]
+    facts = [f"{len(failing)} of {len(result.names)} decayed parameters change timescale with width at LR "
+             f"{_num(result.lr)} (rows: the largest |slope| first, at most 12); threshold |slope| ≤ {max_abs_slope}",
+             "τ: steps over which weight decay alone shrinks a parameter by a factor e (∞: not decayed)"]
+    hint = ("the decay's timescale follows the width-scaled LR: is the decay coupled to the LR (torch AdamW's "
+            "weight_decay multiplies the group's LR)? decay each group independently of its LR, e.g. weight_decay = "
+            "λ / group_lr, so that lr·weight_decay is the same at every width")
+    _fail("weight decay's timescale changes with width", ["parameter", *(f"τ at {_num(w)}" for w in result.widths),
+                                                            "slope"], rows, facts, hint)
 
 
 def assert_depth_sensitivity(sensitivity: SensitivityResult, optimum: TransferResult, *, width: float,

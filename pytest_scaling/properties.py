@@ -107,6 +107,8 @@ PROPERTIES: dict[str, Property] = _properties(
              grid="stability", check="no_logit_divergence"),
     Property("adam_epsilon", "Adam's ε stays small against every layer's gradients at the largest width", "higher",
              grid="adam_epsilon", check="adam_epsilon"),
+    Property("weight_decay", "weight decay forgets over the same number of steps (1/(ηλ)) at every width", "higher",
+             grid="weight_decay", check="weight_decay"),
     Property("depth_coord_check", "the residual stream's size does not scale with depth", "higher",
              grid="depth_coord", check="depth_coord_check", needs_depth=True),
     Property("depth_lr_transfer", "the loss-vs-LR curve does not move along the LR axis as depth grows", "higher_abs",

@@ -169,6 +169,21 @@ class EpsilonGrid:
 
 
 @dataclass(frozen=True)
+class DecayGrid:
+    """Weight decay's timescale (``pytest_scaling.decay``): one optimizer step per width at LR ``lr``, no training.
+
+    Each decayed parameter's τ = 1/(fraction removed a step) may change by at most ``max_abs_slope`` per doubling of
+    width (log2 τ on log2 width): 0 when the decay is independent of a width-scaled LR, +1 for a μP hidden matrix under
+    torch AdamW's ``weight_decay``. A family trained with the recipe's optimizer is measured under the recipe's
+    independent decay ``weight_decay``, as the stability sweeps train it."""
+
+    widths: Widths
+    lr: float | RelativeLRs
+    max_abs_slope: float
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
 class DepthGrid:
     """Depth: one family per depth in ``depths``, each swept on ``sweep`` (widths x LRs, Wortsman et al.'s recipe;
     its S bound and logit caps belong to the stability checks and are not used here).
@@ -218,6 +233,7 @@ class Tier:
     depth: DepthGrid | None = None  # None: the depth-sensitivity check skips
     depth_coord: DepthCoordGrid | None = None  # None: the depth coordinate check skips
     depth_transfer: DepthTransferGrid | None = None  # None: the depth LR-transfer check skips
+    weight_decay: DecayGrid | None = None  # None: the weight-decay timescale check skips
 
 
 def _half_decades(lo: int, hi: int) -> RelativeLRs:
@@ -237,6 +253,9 @@ CPU_CURVE_TRANSFER = TransferGrid(widths=RelativeWidths((1, 2, 4)), lrs=Relative
 # scaling -0.2..-0.28 (1/√L branches alone, reference GPT) and -0.37 (the zoo's unscaled residuals).
 CPU_DEPTH_TRANSFER = DepthTransferGrid(depths=(2, 8), widths=RelativeWidths((0.5, 1)), lrs=RelativeLRs(-4, 2), steps=40,
                                        batch_size=32, max_abs_slope=0.15)
+# No training, so every tier measures over a decade of width; the bound sits halfway between an independent decay (0)
+# and one coupled to a μP hidden LR (+1).
+DECAY = DecayGrid(widths=RelativeWidths((1, 2, 4, 8)), lr=RelativeLRs(0, 0), max_abs_slope=0.5)
 CPU_DEPTH = DepthGrid(depths=(2, 8), max_growth_per_doubling=0.005,
                       sweep=StabilityGrid(widths=RelativeWidths((0.5, 1)), lrs=_quarter_decades(-1, 4), steps=100,
                                           batch_size=16, warmup=20, probe_every=20, max_sensitivity=0.1,
@@ -257,6 +276,7 @@ TIERS: dict[str, Tier] = {
             adam_epsilon=EpsilonGrid(widths=RelativeWidths((1, 2)), lrs=RelativeLRs(0, 0), steps=20, batch_size=8,
                                      probe_every=5, max_frac_below_eps=0.25, min_rms_ratio=10.0, stacking="none", seeds=1),
             power_law=None,
+            weight_decay=DECAY,
         ),
         Tier(
             "cpu", "cpu", 2, "small widths on 2 CPU cores: within 10 minutes a family; the default",
@@ -284,6 +304,7 @@ TIERS: dict[str, Tier] = {
             depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16), widths=RelativeWidths((1, 2)), lr=RelativeLRs(1, 1), steps=4,
                                        batch_size=32, max_abs_slope=0.3),
             depth_transfer=CPU_DEPTH_TRANSFER,
+            weight_decay=DECAY,
         ),
         Tier(
             "gpu", "cuda", 3, "wide models, more learning rates and seeds on one GPU: within 10 minutes",
@@ -307,6 +328,7 @@ TIERS: dict[str, Tier] = {
             depth_coord=DepthCoordGrid(depths=(2, 4, 8, 16, 32), widths=RelativeWidths((2, 4)), lr=RelativeLRs(1, 1),
                                        steps=5, batch_size=64, max_abs_slope=0.3),
             depth_transfer=CPU_DEPTH_TRANSFER,
+            weight_decay=DECAY,
         ),
     )
 }

@@ -83,6 +83,11 @@ RECORDS: dict[str, dict[str, Any]] = {
         "widths": [16, 32], "lrs": [1e-3, 1e-2, 1e-1],
         "losses": [[[2.0, 1.5, 1.9], [1.9, 1.4, 1.8]], [[2.1, 1.5, 2.4], [1.9, 1.45, 2.2]]],  # [depth][width][lr]
     },
+    "weight_decay": {
+        "property": "weight_decay", "family": "gpt", "value": 1.0, "threshold": 0.5, "widths": [32, 64, 128],
+        "names": ["embed.weight", "blocks.0.mlp.weight"], "slopes": [0.0, 1.0],
+        "timescale": [[1e4, 1e4, 1e4], [1e3, 2e3, 4e3]],
+    },
     "lr_curve_transfer": {
         "property": "lr_curve_transfer", "family": "gpt", "value": -0.1, "threshold": 0.25, "widths": [32, 64, 128],
         "lrs": [1e-3, 1e-2, 1e-1], "shift": [0.0, -0.1, -0.2],
@@ -94,7 +99,7 @@ RECORDS: dict[str, dict[str, Any]] = {
 #: Panels each property's figure draws.
 PANELS = {"power_law": 1, "extrapolation": 1, "lr_sensitivity": 2, "qk_layernorm_lowers_sensitivity": 3,
           "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1, "depth_coord_check": 1,
-          "depth_lr_transfer": 1, "lr_curve_transfer": 1}
+          "depth_lr_transfer": 1, "lr_curve_transfer": 1, "weight_decay": 1}
 
 
 def _diverged(prop: str) -> dict[str, Any]:
@@ -122,6 +127,9 @@ def _diverged(prop: str) -> dict[str, Any]:
         values["losses"][1][1][-1] = None
     if prop == "lr_curve_transfer":
         values["losses"][2][2] = [None, None]
+    if prop == "weight_decay":
+        values["timescale"][0] = [None, None, None]
+        values["slopes"][0] = None
     if prop == "no_logit_divergence":
         for series in values["series"].values():
             series[2][-2:] = [None, None]

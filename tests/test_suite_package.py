@@ -77,9 +77,9 @@ def user_repo(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_a_suite_subclass_runs_every_property_or_says_why_not(user_repo: pytest.Pytester) -> None:
     user_repo.makepyfile(test_scaling=textwrap.dedent(USER_SUITE))
     result = inline(user_repo, "-rs", "--scaling-report", "r.json")
-    # The smoke tier asserts the coordinate check and Adam's ε; it does not resolve the others (inconclusive), and
-    # the family gives no at_depth, so the depth properties do not apply.
-    result.assert_outcomes(passed=2, skipped=len(SUITE) - 2)
+    # The smoke tier asserts the coordinate check, Adam's ε and weight decay's timescale; it does not resolve the others
+    # (inconclusive), and the family gives no at_depth, so the depth properties do not apply.
+    result.assert_outcomes(passed=3, skipped=len(SUITE) - 3)
     result.stdout.fnmatch_lines(["*inconclusive at this budget: the smoke tier does not assert lr_curve_transfer*",
                                  "*not applicable: family 'user-mlp' gives no at_depth*"])
     records = {r["property"]: r for r in json.loads((user_repo.path / "r.json").read_text())["records"]}
@@ -122,7 +122,8 @@ def test_two_families_of_one_name_are_a_usage_error(user_repo: pytest.Pytester) 
 
 def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytester) -> None:
     user_repo.makepyfile(test_scaling=textwrap.dedent(USER_SUITE).replace("import family", "import standard as family"))
-    result = inline(user_repo, "-k", "test_coord_check")
+    # -rN: no short summary, which repeats the whole message where pytest sees a CI environment
+    result = inline(user_repo, "-rN", "-k", "test_coord_check")
     result.assert_outcomes(failed=1, deselected=len(SUITE) - 1)
     result.stdout.fnmatch_lines(["*coordinate check failed: activation size scales with width*", "*layer*t=1*",
                                  "*the first to grow: *", "*hint: *"])

@@ -344,6 +344,20 @@ def _plot_epsilon_headroom(axes: Axes, record: dict[str, Any]) -> None:
     _legend(axes)
 
 
+def _plot_decay_timescales(axes: Axes, record: dict[str, Any]) -> None:
+    """Per decayed parameter, weight decay's timescale τ against width (log-log): flat when the decay does not follow a
+    width-scaled LR; the parameters that move most are named."""
+    data = record["data"]
+    slopes = [abs(s) if is_number(s) else math.inf for s in data["slopes"]]
+    named = sorted(range(len(slopes)), key=lambda i: -slopes[i])[:_EPSILON_LAYERS_NAMED]
+    for i, (name, values, colour) in enumerate(zip(data["names"], data["timescale"], _colours(len(data["names"])))):
+        axes.plot(data["widths"], _floats(values), "o-", color=colour, markersize=3, label=name if i in named else None)
+    _width_axis(axes)
+    axes.set(yscale="log", ylabel="decay timescale τ (steps)",
+             title=f"weight decay's timescale per parameter (max |slope| {number(record['value'])})")
+    _legend(axes)
+
+
 def _plot_depth_sensitivity(axes: Axes, record: dict[str, Any]) -> None:
     """LR sensitivity S against depth, one line per width (each is asserted)."""
     data = record["data"]
@@ -403,6 +417,7 @@ FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
     "qk_layernorm_lowers_sensitivity": ((_plot_qk_sensitivity, tuple(QK_VARIANTS)),
                                         *((_qk_losses_panel(key), tuple(QK_VARIANTS)) for key in QK_VARIANTS)),
     "adam_epsilon": ((_plot_epsilon_headroom, ("layers", "widths", "eps", "grad_rms")),),
+    "weight_decay": ((_plot_decay_timescales, ("names", "widths", "timescale", "slopes")),),
     "depth": ((_plot_depth_sensitivity, ("depths", "widths", "sensitivity")),),
     "depth_coord_check": ((_plot_depth_coord, ("depths", "widths", "sizes")),),
     "depth_lr_transfer": ((_plot_depth_transfer, ("depths", "widths", "lrs", "losses")),),
