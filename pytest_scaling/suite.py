@@ -10,7 +10,8 @@ A user's repository gets the whole suite by subclassing it in a test module::
 pytest collects the subclass like any test class; each property is a test ``test_<property>`` marked
 ``@pytest.mark.scaling(property=...)``. A property that does not apply to the family (no ``at_depth`` for the
 depth properties), that the tier does not assert, or that the class leaves out (``skip``) skips with its reason
-in one line. ``grids`` replaces the tier's grid of a property for this family (a budget of its own).
+in one line. ``grids`` replaces the tier's grid of a property for this family (a budget of its own) in the tiers
+that assert the property.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class ScalingSuite:
     family given with ``--scaling-family`` (or on the ``model_family`` fixture's). ``builtin = True`` marks a class
     whose family is one of the plugin's reference families: it does not run when ``--scaling-family`` is given.
     ``skip`` maps a property's name to the reason the class does not assert it (recorded and shown as the skip);
-    ``grids`` maps a property's name to the grid it runs instead of the tier's (e.g. more steps for a noisy task).
+    ``grids`` maps a property's name to the grid it runs instead of the tier's (e.g. more steps for a noisy task), in
+    every tier that asserts the property (the smoke tier still leaves out what it cannot resolve).
     """
 
     family: ClassVar[Any] = None
@@ -93,8 +95,8 @@ def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[
         reason = f"not asserted on {family.name}: {suite.skip[prop.name]}"
         prop.record(scaling, family.name, value=None, threshold=None, left_out=True, reason=reason)
         pytest.skip(reason)
+    reason = not_asserted(prop, scaling.tier)  # a family's own grid does not make a too-small tier resolve it
     grid = suite.grids.get(prop.name)
-    reason = None if grid is not None else not_asserted(prop, scaling.tier)
     if reason is not None:
         prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
         pytest.skip(reason)

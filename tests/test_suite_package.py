@@ -7,9 +7,13 @@ import json
 import textwrap
 
 import pytest
+import torch
 
 import pytest_scaling.families  # noqa: F401 - in-process runs unload what they import, and numpy's extensions load once
-from pytest_scaling.properties import SUITE
+from pytest_scaling import checks, families
+from pytest_scaling.properties import PROPERTIES, SUITE, Property
+from pytest_scaling.session import ScalingSession
+from pytest_scaling.tiers import TIERS
 
 # A family written in the user's own module: a plain MLP the plugin parametrizes with muP.
 USER_MODELS = """
@@ -133,7 +137,7 @@ def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytest
 
 SUITE_WITH_CHOICES = """
     from pytest_scaling import ScalingSuite
-    from pytest_scaling.tiers import CoordCheckGrid
+    from pytest_scaling.tiers import CoordCheckGrid, PowerLawGrid
 
     from user_models import family
 
@@ -141,18 +145,24 @@ SUITE_WITH_CHOICES = """
     class TestUserMLP(ScalingSuite):
         family = family
         skip = {"adam_epsilon": "the user's optimizer is not Adam"}
-        grids = {"coord_check": CoordCheckGrid(widths=(32, 64), lr=1e-2, steps=2, batch_size=8, max_abs_slope=0.15)}
+        grids = {"coord_check": CoordCheckGrid(widths=(32, 64), lr=1e-2, steps=2, batch_size=8, max_abs_slope=0.15),
+                 "power_law": PowerLawGrid(widths=(32, 64, 128), lrs=(1e-2,), steps=300, batch_size=64, min_r2=0.98,
+                                           holdout=1, max_rel_error=0.01)}
 """
 
 
 def test_a_suite_leaves_out_a_property_with_its_reason_and_runs_another_on_its_own_grid(
         user_repo: pytest.Pytester) -> None:
     user_repo.makepyfile(test_scaling=textwrap.dedent(SUITE_WITH_CHOICES))
-    result = inline(user_repo, "-rs", "-k", "test_coord_check or adam_epsilon", "--scaling-report", "r.json")
-    result.assert_outcomes(passed=1, skipped=1, deselected=len(SUITE) - 2)
-    result.stdout.fnmatch_lines(["*not asserted on user-mlp: the user's optimizer is not Adam*"])
+    result = inline(user_repo, "-rs", "-k", "test_coord_check or adam_epsilon or test_power_law", "--scaling-report",
+                    "r.json")
+    result.assert_outcomes(passed=1, skipped=2, deselected=len(SUITE) - 3)
+    # The family's own power-law grid does not make the smoke tier resolve a power law: still inconclusive there.
+    for line in ("not asserted on user-mlp: the user's optimizer is not Adam",
+                 "inconclusive at this budget: the smoke tier does not assert power_law"):
+        result.stdout.fnmatch_lines([f"*{line}*"])
     records = {r["property"]: r for r in json.loads((user_repo.path / "r.json").read_text())["records"]}
-    assert records["adam_epsilon"]["status"] == "skipped"
+    assert records["adam_epsilon"]["status"] == "skipped" and records["power_law"]["status"] == "inconclusive"
     assert records["coord_check"]["data"]["widths"] == [32, 64]
 
 
@@ -161,3 +171,19 @@ def test_a_suite_naming_no_property_is_an_error_at_import() -> None:
 
     with pytest.raises(TypeError, match="TestTypo.skip names no suite property: lr_sensitivty"):
         type("TestTypo", (ScalingSuite,), {"skip": {"lr_sensitivty": "typo"}})
+
+
+@pytest.mark.parametrize("prop", [prop for prop in PROPERTIES.values() if getattr(TIERS["smoke"], prop.grid) is None],
+                         ids=lambda prop: prop.name)
+def test_a_check_called_directly_on_a_tier_too_small_for_it_skips_as_inconclusive(prop: Property) -> None:
+    """The library checks (as the built-in demonstrations and users' own tests call them) skip, never crash or fail,
+    where the tier has no grid for their property: nothing trains."""
+    scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
+    scaling.sweep = lambda *args, **kwargs: pytest.fail(f"{prop.name} trained on a tier that does not assert it")
+    check = getattr(checks, prop.check)
+    family = families.reference_gpt()
+    arguments = (family, families.reference_gpt(qk_layernorm=False)) if prop.name == "qk_layernorm_lowers_sensitivity" \
+        else (family,)
+    with pytest.raises(pytest.skip.Exception, match=f"inconclusive at this budget: the smoke tier does not assert "
+                                                    f"{prop.name} .*or pass a grid"):
+        check(scaling, *arguments)

@@ -16,7 +16,7 @@ from ..properties import PROPERTIES
 from ..sweep import SweepResult
 from ..tiers import EpsilonGrid
 from ..train import OptimizerSpec, TrainConfig
-from ._arguments import require_check_arguments
+from ._arguments import grid_or_tier, require_check_arguments
 
 
 def _epsilon_config(grid: EpsilonGrid) -> TrainConfig:
@@ -76,7 +76,7 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
     (AdamAtan2: a·atan2(m̂, b·√v̂) is invariant to the gradient scale), or after training when it keeps no Adam state.
     """
     require_check_arguments("adam_epsilon", grid, EpsilonGrid, family=family)
-    grid = grid or scaling.tier.adam_epsilon
+    grid = grid_or_tier(scaling, "adam_epsilon", grid)
     layer_eps = _layer_eps(family, grid)
     if not layer_eps:
         _not_applicable(scaling, family, "the optimizer has no epsilon (e.g. AdamAtan2): its updates ignore the gradient scale")

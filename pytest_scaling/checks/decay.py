@@ -16,7 +16,7 @@ from ..placement import place
 from ..properties import PROPERTIES
 from ..tiers import DecayGrid
 from ..train import OptimizerSpec
-from ._arguments import require_check_arguments
+from ._arguments import grid_or_tier, require_check_arguments
 
 
 def _optimizer_at(family: ModelFamily, grid: DecayGrid, lr: float) -> Callable[[int], tuple[nn.Module, torch.optim.Optimizer]]:
@@ -38,7 +38,7 @@ def weight_decay(scaling: Any, family: ModelFamily, grid: DecayGrid | None = Non
 
     Returns None, recorded as not applicable, when no parameter decays."""
     require_check_arguments("weight_decay", grid, DecayGrid, family=family)
-    grid, placed = place(scaling, family, grid or scaling.tier.weight_decay)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, "weight_decay", grid))
     widths = grid.widths or family.widths
     result = measure_decay(_optimizer_at(family, grid, grid.lr), widths, grid.lr)
     prop = PROPERTIES["weight_decay"]

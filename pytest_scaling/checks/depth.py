@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Callable, Union
 
 import numpy as np
-import pytest
 
 from .. import _validate, metrics
 from .._result import jsonable
@@ -18,7 +17,7 @@ from ..probes import is_norm
 from ..properties import PROPERTIES
 from ..tiers import DepthCoordGrid, DepthGrid, DepthTransferGrid
 from ..train import TrainConfig
-from ._arguments import require_check_arguments
+from ._arguments import grid_or_tier, require_check_arguments
 from ._records import json_losses
 from ._runs import require_finite_probes
 from .stability import stability_sweep
@@ -60,9 +59,7 @@ def depth(scaling: Any, build_family: DepthFamilies, grid: DepthGrid | None = No
     fastest. η* per depth is recorded as evidence only.
     """
     require_check_arguments("depth", grid, DepthGrid)
-    grid = grid or scaling.tier.depth
-    if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no depth-sensitivity grid; pass grid=DepthGrid(...)")
+    grid = grid_or_tier(scaling, "depth", grid)
     name, families = _families_by_depth("depth", build_family, grid.depths)
     grid, placed = place(scaling, _placement_family(build_family, families), grid, own_widths=False)
     results = [stability_sweep(scaling, family, grid.sweep) for family in families]
@@ -118,9 +115,7 @@ def depth_coord_check(scaling: Any, build_family: DepthFamilies,
     are averaged geometrically over the session's seeds, and every width of the grid is asserted.
     """
     require_check_arguments("depth_coord_check", grid, DepthCoordGrid)
-    grid = grid or scaling.tier.depth_coord
-    if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no depth coordinate grid; pass grid=DepthCoordGrid(...)")
+    grid = grid_or_tier(scaling, "depth_coord_check", grid)
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("norm_input",))
     name, families = _families_by_depth("depth_coord_check", build_family, grid.depths)
@@ -153,9 +148,7 @@ def depth_lr_transfer(scaling: Any, build_family: DepthFamilies,
     updates add up to Θ(η√L)); Depth-μP's block LR × L^-1/2 holds it.
     """
     require_check_arguments("depth_lr_transfer", grid, DepthTransferGrid)
-    grid = grid or scaling.tier.depth_transfer
-    if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no depth LR-transfer grid; pass grid=DepthTransferGrid(...)")
+    grid = grid_or_tier(scaling, "depth_lr_transfer", grid)
     name, families = _families_by_depth("depth_lr_transfer", build_family, grid.depths)
     grid, placed = place(scaling, _placement_family(build_family, families), grid, own_widths=False)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)

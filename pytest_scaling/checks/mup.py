@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
 
 from .. import metrics
 from ..placement import place
@@ -17,7 +16,7 @@ from ..sweep import SweepResult
 from ..tiers import CoordCheckGrid, TransferGrid
 from ..train import RunResult, TrainConfig
 from .._result import jsonable
-from ._arguments import require_check_arguments
+from ._arguments import grid_or_tier, require_check_arguments
 from ._records import json_losses
 from ._runs import require_finite_probes
 
@@ -56,7 +55,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     its first update) has no slope: it is skipped and listed in the record's ``zero_cells`` (null slope).
     """
     require_check_arguments("coord_check", grid, CoordCheckGrid, family=family)
-    grid, placed = place(scaling, family, grid or scaling.tier.coord_check)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, "coord_check", grid))
     widths = grid.widths if grid.widths else family.widths
     config = TrainConfig(
         steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
@@ -76,15 +75,12 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     return assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, two_sided=False)
 
 
-def _transfer_sweep(scaling: Any, family: ModelFamily, grid: TransferGrid | None, tier_grid: str,
+def _transfer_sweep(scaling: Any, family: ModelFamily, grid: TransferGrid | None,
                     check: str) -> tuple[SweepResult, TransferGrid, dict[str, Any]]:
-    """The sweep of a transfer grid (the tier's ``tier_grid`` unless one is given), placed on ``family``: its runs,
-    the placed grid and the placement. Constant-LR Adam; a tier without the grid skips."""
+    """The sweep of a transfer grid (the tier's for the property ``check`` unless one is given), placed on ``family``:
+    its runs, the placed grid and the placement. Constant-LR Adam; a tier without the grid skips."""
     require_check_arguments(check, grid, TransferGrid, family=family)
-    grid = grid or getattr(scaling.tier, tier_grid)
-    if grid is None:
-        pytest.skip(f"tier {scaling.tier.name!r} has no {tier_grid} grid; pass grid=TransferGrid(...)")
-    grid, placed = place(scaling, family, grid)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, check, grid))
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     return result, grid, placed
@@ -92,7 +88,7 @@ def _transfer_sweep(scaling: Any, family: ModelFamily, grid: TransferGrid | None
 
 def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
     """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
-    result, grid, placed = _transfer_sweep(scaling, family, grid, "lr_transfer", "lr_transfer")
+    result, grid, placed = _transfer_sweep(scaling, family, grid, "lr_transfer")
     transfer = result.lr_transfer()
     PROPERTIES["lr_transfer"].record(scaling, family.name, value=transfer.slope, ci=transfer.ci,
                                      threshold=grid.max_abs_slope, seed_values=transfer.seed_slopes.tolist(),
@@ -107,7 +103,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
     """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
     curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
     budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
-    result, grid, placed = _transfer_sweep(scaling, family, grid, "curve_transfer", "lr_curve_transfer")
+    result, grid, placed = _transfer_sweep(scaling, family, grid, "lr_curve_transfer")
     table = result.loss_table()
     shift = metrics.lr_curve_shift(result.widths, result.lrs, table, initial_loss=result.initial_losses())
     PROPERTIES["lr_curve_transfer"].record(scaling, family.name, value=shift.slope, threshold=grid.max_abs_slope,
@@ -120,7 +116,7 @@ def lr_curve_transfer(scaling: Any, family: ModelFamily,
 
 def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
     """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
-    result, grid, placed = _transfer_sweep(scaling, family, grid, "curve_transfer", "wider_is_better")
+    result, grid, placed = _transfer_sweep(scaling, family, grid, "wider_is_better")
     seed_mean = result.loss_table().mean(axis=-1)
     tuned_lr = result.lrs[int(np.argmin(seed_mean[0]))]
     trend = metrics.fixed_lr_width_trend(result.widths, result.losses_at_lr(tuned_lr))

@@ -22,7 +22,7 @@ from ..placement import place
 from ..properties import PROPERTIES
 from ..tiers import PowerLawGrid, RelativeWidths
 from ..train import TrainConfig
-from ._arguments import require_check_arguments
+from ._arguments import grid_or_tier, require_check_arguments
 
 LRPolicy = Literal["per_width", "tuned_at_smallest"]
 LR_POLICIES: tuple[str, ...] = ("per_width", "tuned_at_smallest")
@@ -56,7 +56,7 @@ def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = N
     require_check_arguments("size_losses", grid, PowerLawGrid, family=family)
     if lr_policy not in LR_POLICIES:
         raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}, got {lr_policy!r}")
-    grid, placed = place(scaling, family, grid or scaling.tier.power_law)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, "power_law", grid))
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     table = result.loss_table()  # [width, lr, seed]
@@ -105,7 +105,7 @@ def power_law(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = Non
               lr_policy: LRPolicy = "per_width") -> PowerLawFit:
     """The best-LR loss against size must follow E + A·N^-α (R² in log space at least the tier's bound)."""
     require_check_arguments("power_law", grid, PowerLawGrid, family=family)
-    grid = grid or scaling.tier.power_law
+    grid = grid_or_tier(scaling, "power_law", grid)
     _require_widths(family, grid, 3, "the power-law check")
     points = size_losses(scaling, family, grid, lr_policy)
     fit = fit_power_law(points.sizes, points.mean)
@@ -121,7 +121,7 @@ def extrapolates(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = 
     """A power law fitted without the largest ``grid.holdout`` sizes must predict them: relative error within
     the tier's bound and no residual beyond ``grid.n_sigma`` of seed noise."""
     require_check_arguments("extrapolates", grid, PowerLawGrid, family=family)
-    grid = grid or scaling.tier.power_law
+    grid = grid_or_tier(scaling, "extrapolation", grid)
     _require_widths(family, grid, 3 + grid.holdout, f"the extrapolation check (holding out {grid.holdout})")
     points = size_losses(scaling, family, grid, lr_policy)
     result = extrapolation_check(points.sizes, points.mean, holdout=grid.holdout, bootstrap=_BOOTSTRAP,

@@ -15,7 +15,7 @@ from ..properties import PROPERTIES
 from ..sweep import SweepResult
 from ..tiers import StabilityGrid
 from ..train import OptimizerSpec, RunResult, TrainConfig
-from ._arguments import require_check_arguments
+from ._arguments import grid_or_tier, require_check_arguments
 from ._records import json_losses
 
 
@@ -48,7 +48,7 @@ def _seed_sensitivity(result: SweepResult, grid: StabilityGrid) -> np.ndarray:
 def lr_sensitivity(scaling: Any, family: ModelFamily, grid: StabilityGrid | None = None) -> metrics.SensitivityResult:
     """LR sensitivity S (Wortsman et al.) must stay under the tier's bound at every width: a stable recipe tolerates a wide LR range."""
     require_check_arguments("lr_sensitivity", grid, StabilityGrid, family=family)
-    grid, placed = place(scaling, family, grid or scaling.tier.stability)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, "lr_sensitivity", grid))
     result = stability_sweep(scaling, family, grid)
     sensitivity = result.lr_sensitivity(relative=grid.relative_sensitivity)
     record = _sensitivity_record(family, result, sensitivity)
@@ -65,7 +65,7 @@ def qk_layernorm_lowers_sensitivity(scaling: Any, family_with: ModelFamily, fami
     require_check_arguments("qk_layernorm_lowers_sensitivity", grid, StabilityGrid,
                             family_with=family_with, family_without=family_without)
     # Both variants sweep the grid placed on the one with qk-layernorm, so their curves compare point by point.
-    grid, placed = place(scaling, family_with, grid or scaling.tier.stability)
+    grid, placed = place(scaling, family_with, grid_or_tier(scaling, "qk_layernorm_lowers_sensitivity", grid))
     results = [stability_sweep(scaling, family, grid) for family in (family_with, family_without)]
     with_qkln, without_qkln = (result.lr_sensitivity(relative=grid.relative_sensitivity) for result in results)
     # The value is the largest S(with) − S(without) over widths: negative when qk-layernorm lowers S everywhere.
@@ -109,7 +109,7 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
     away from 0 (its second half too far above its start): Wortsman et al.'s attention- and output-logit instabilities.
     A model without attention layers has its |log Z| checked alone (the record says attention is not applicable)."""
     require_check_arguments("no_logit_divergence", grid, StabilityGrid, family=family)
-    grid, placed = place(scaling, family, grid or scaling.tier.stability)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, "no_logit_divergence", grid))
     result = stability_sweep(scaling, family, grid)
     steps = [t for t in range(result.config.steps) if result.config.probes_at(t)]
     # A run that diverged before its first probe has no attention series either: only a sweep where none has one
