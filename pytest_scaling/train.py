@@ -212,6 +212,17 @@ def _flushing_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+#: Steps between two reads of the losses from an accelerator (each read waits for it): the host queues work ahead in
+#: between. Divergence is still found at its step; probe steps read first, so a diverged run is never probed.
+LOSS_READ_EVERY = 32
+
+
+def _read_interval(device: torch.device, timed: bool) -> int:
+    """Steps between loss reads: every step on the CPU (a read costs nothing there, and a run that diverged stops at
+    once) and for timed steps (each must end in finished work), else ``LOSS_READ_EVERY``."""
+    return 1 if timed or device.type == "cpu" else LOSS_READ_EVERY
+
+
 @_flushing_denormals()
 def train_group(
     family: ModelFamily,
@@ -242,6 +253,8 @@ def train_group(
     objective = family.loss or _cross_entropy
     results = [RunResult(width=width, lr=lr, seed=s, losses=[], diverged=False) for lr, s in zip(lrs, seeds)]
     active = list(range(len(runs)))
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # per step since the last read-back: (CE, objective finite)
+    read_every = _read_interval(device, timed=step_clock is not None)
 
     for step in range(config.steps):
         if step_clock is not None:
@@ -256,15 +269,12 @@ def train_group(
             logits = members.forward(x)
             per_run = vmap(objective)(logits, y)
         ce = per_run.detach() if family.loss is None else vmap(_cross_entropy)(logits.detach(), y)
-        ce_list, obj_ok = ce.tolist(), torch.isfinite(per_run.detach()).tolist()
-        for i in list(active):
-            results[i].losses.append(ce_list[i])
-            if not (math.isfinite(ce_list[i]) and obj_ok[i]):
-                results[i].diverged = True
-                active.remove(i)
-        if not active:
-            break
+        pending.append((ce, torch.isfinite(per_run.detach())))
         probe = config.probes_at(step)
+        if probe or (step + 1) % read_every == 0:
+            _read_back(pending, results, active)
+            if not active:
+                break
         if probe:
             outputs = _output_stats(logits)
             recorders = {i: members.probe(i, x[i]) if {"activation", "norm_input", "attention"} & set(config.probe_kinds) else None for i in active}
@@ -277,9 +287,28 @@ def train_group(
             adam = members.adam_stats() if "adam" in config.probe_kinds else None
             for i in active:
                 _record_probes(results[i], step, config.probe_kinds, recorders[i], outputs[i], adam[i] if adam else None)
+    _read_back(pending, results, active)
     if step_clock is not None:
         step_clock.append(time.perf_counter())
     return results
+
+
+def _read_back(pending: list[tuple[torch.Tensor, torch.Tensor]], results: list[RunResult], active: list[int]) -> None:
+    """Append the pending steps' losses to each active run, in one device read; a run whose loss (or objective) is not
+    finite at a step ends there, diverged (that loss is its last). Runs carried on meanwhile are not read: a diverged
+    member of a stack trains on NaNs that touch no other member."""
+    if not pending:
+        return
+    losses = torch.stack([ce for ce, _ in pending]).tolist()
+    finite = torch.stack([ok for _, ok in pending]).tolist()
+    pending.clear()
+    for i in list(active):
+        for step_losses, step_finite in zip(losses, finite):
+            results[i].losses.append(step_losses[i])
+            if not (math.isfinite(step_losses[i]) and step_finite[i]):
+                results[i].diverged = True
+                active.remove(i)
+                break
 
 
 def train_run(

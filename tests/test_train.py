@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,7 +14,8 @@ from torch import nn
 from pytest_scaling import families, tasks
 from pytest_scaling.family import ModelFamily
 from pytest_scaling.probes import probing
-from pytest_scaling.train import OptimizerSpec, TrainConfig, train_run
+from pytest_scaling import train
+from pytest_scaling.train import OptimizerSpec, TrainConfig, train_group, train_run
 
 TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
 
@@ -42,6 +44,20 @@ def test_non_finite_loss_stops_the_run_as_diverged() -> None:
     assert result.diverged and len(result.losses) == 2
     assert math.isfinite(result.losses[0]) and not math.isfinite(result.losses[-1])
     assert result.final_loss() == math.inf
+
+
+def test_losses_read_back_every_32_steps_equal_losses_read_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an accelerator the losses are read every LOSS_READ_EVERY steps (no device sync per step): the runs, their
+    probes and where a run diverged (at a step between two reads) come out the same."""
+    family = families.mlp(widths=(32, 64), base_width=32)
+    runs = [(1e-3, 0), (1e30, 0), (1e-2, 1)]  # LR 1e30 overflows at step 1, between the reads at steps 0 and 25
+    config = TrainConfig(steps=70, batch_size=8, probe_every=25)
+    every_step = train_group(family, 32, runs, config)
+    monkeypatch.setattr(train, "_read_interval", lambda device, timed: 1 if timed else train.LOSS_READ_EVERY)
+    deferred = train_group(family, 32, runs, config)
+    assert json.dumps([r.to_dict() for r in deferred]) == json.dumps([r.to_dict() for r in every_step])  # NaN-aware
+    assert every_step[1].diverged and len(every_step[1].losses) == 2 and every_step[1].probe_step_list == [0]
+    assert not every_step[0].diverged and len(every_step[0].losses) == 70
 
 
 @pytest.mark.parametrize("bad", [{"lr": 0.0}, {"lr": float("nan")}, {"width": 0}, {"steps": 0}, {"warmup": 99}])
