@@ -4,13 +4,16 @@ For each family and width it trains the width's K runs (LRs x seeds) three ways:
 (the baseline), all stacked, and as the engine's timed plan chooses ("auto", which includes
 the planning probe in its time). On CPU each way runs in a fresh process so its peak RSS is its
 own; on CUDA they share one process and peak memory is the allocator's. Each way starts in a warmed
-process (``_warm_up``): what torch imports on first use is a per-process cost, not a sweep's. It
-prints a row per width as it goes (runs/s, speed-up over the loop, peak memory) and exits non-zero when "auto"
-is slower than the loop at any width (beyond 10% timing noise): the plan must never lose to it.
+process (``_warm_up``): what torch imports on first use is a per-process cost, not a sweep's. Each way is timed
+``--repeats`` times; a row gives runs/s (median), the speed-up over the loop as median [min-max] over the repeats'
+ratios, peak memory, and the model FLOP/s achieved by the auto plan (6 x parameters x tokens per run-step) against
+the card's dense bf16 peak where it is known (MFU). It exits non-zero when "auto" is slower than the loop at some
+width beyond the timings' own spread: every repeat of "auto" slower than every repeat of the loop.
 
-    python benchmarks/bench_sweep.py            # 2-core CPU sizes
-    python benchmarks/bench_sweep.py --gpu      # one CUDA device, wider models
-    python benchmarks/bench_sweep.py --quick    # fewer steps, for a smoke check
+    python benchmarks/bench_sweep.py            # 2-core CPU sizes, 3 repeats
+    python benchmarks/bench_sweep.py --gpu      # one CUDA device, widths 64-2048
+    python benchmarks/bench_sweep.py --quick    # fewer steps
+    python benchmarks/bench_sweep.py --dry-run  # one small width per family, a few steps, in one process: checks the script (exit 0)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import gc
 import multiprocessing as mp
 import resource
+import statistics
 import sys
 import time
 
@@ -29,7 +33,11 @@ from pytest_scaling import families, tasks
 from pytest_scaling.stacking import train_width
 from pytest_scaling.train import TrainConfig, train_group
 
-NOISE = 0.9  # "auto" may measure up to 10% under the loop before it counts as slower
+#: Dense bf16 peak FLOP/s by a substring of the CUDA device name (vendor datasheets, SXM parts); MFU is left out for
+#: a card not listed.
+BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+#: On a GPU the loop is timed on its first runs only: its runs/s does not depend on how many runs follow.
+GPU_LOOP_RUNS = 4
 
 
 def _family(name: str):
@@ -71,56 +79,101 @@ def _measure(args: tuple) -> tuple[float, float, dict]:
     return seconds, peak, chunks
 
 
+def _flops_per_run_step(family_name: str, width: int, config: TrainConfig) -> float:
+    """Model FLOPs of one training step of one run: 6 x parameters x tokens (forward 2, backward 4 per token)."""
+    family = _family(family_name)
+    model, _ = family.instantiate(width, 0)
+    tokens = config.batch_size * (family.task.seq_len or 1)
+    return 6.0 * sum(p.numel() for p in model.parameters()) * tokens
+
+
+def _peak(device_name: str) -> float | None:
+    return next((peak for key, peak in BF16_PEAK.items() if key in device_name), None)
+
+
+def _spread(ratios: list[float]) -> str:
+    """A ratio's median with its range over the repeats: ``4.29x [4.10-4.40]``."""
+    text = f"{statistics.median(ratios):.2f}x"
+    return text if len(ratios) == 1 else f"{text} [{min(ratios):.2f}-{max(ratios):.2f}]"
+
+
+def _time_ways(job: tuple, members: list, loop_members: list, in_process: bool, repeats: int) -> dict[str, list]:
+    """Per way, ``repeats`` measurements (seconds, peak MiB, chunks) of training ``members`` (the loop: ``loop_members``)."""
+    family_name, width, config, device = job
+    ctx = mp.get_context("spawn")
+    measured: dict[str, list] = {"none": [], "all": [], "auto": []}
+    for _ in range(repeats):
+        for stacking in measured:
+            args = (family_name, width, loop_members if stacking == "none" else members, config, device, stacking)
+            if in_process:
+                measured[stacking].append(_measure(args))
+            else:
+                with ctx.Pool(1) as pool:
+                    measured[stacking].append(pool.apply(_measure, (args,)))
+    return measured
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dry-run", action="store_true", help="width 32 per family, 10 steps, 4 runs, in one process; timings not judged")
+    parser.add_argument("--repeats", type=int, default=None, help="timings per way (default: 3 on CPU, 1 otherwise)")
     args = parser.parse_args()
     device = "cuda" if args.gpu else "cpu"
     if args.gpu and not torch.cuda.is_available():
         print("bench_sweep: --gpu given but no CUDA device is available", file=sys.stderr)
         return 2
-    lrs = [2.0**e for e in range(-14, -3)]
+    repeats = args.repeats or (1 if args.gpu or args.dry_run else 3)
+    if repeats < 1:
+        print(f"bench_sweep: --repeats must be at least 1, got {repeats}", file=sys.stderr)
+        return 2
+    lrs = [2.0**e for e in (range(-12, -4, 4) if args.dry_run else range(-14, -3))]
     seeds = (0, 1)
     plans = {
         "mlp": ((64, 128, 256, 512, 1024, 2048) if args.gpu else (64, 128, 256, 512), TrainConfig(steps=200, batch_size=128)),
         "gpt": ((64, 128, 256, 512) if args.gpu else (64, 128), TrainConfig(steps=100, batch_size=32)),
     }
-    rows, slower = [], []
-    ctx = mp.get_context("spawn")
+    if args.dry_run:
+        plans = {name: ((32,), TrainConfig(steps=10, batch_size=config.batch_size)) for name, (_, config) in plans.items()}
     name = torch.cuda.get_device_name() if args.gpu else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}", flush=True)
+    peak = _peak(name) if args.gpu else None
+    print(f"device: {name}; torch {torch.__version__}; {repeats} timing(s) per way"
+          + (f"; the loop timed on its first {GPU_LOOP_RUNS} runs" if args.gpu else ""), flush=True)
+    rows, slower = [], []
     for family_name, (widths, config) in plans.items():
         if args.quick:
             config = TrainConfig(steps=max(20, config.steps // 10), batch_size=config.batch_size)
         for width in widths:
             members = [(lr, s) for s in seeds for lr in lrs]
-            result = {}
-            for stacking in ("none", "all", "auto"):
-                job = (family_name, width, members, config, device, stacking)
-                if args.gpu:
-                    result[stacking] = _measure(job)
-                else:
-                    with ctx.Pool(1) as pool:
-                        result[stacking] = pool.apply(_measure, (job,))
-            loop_s = result["none"][0]
-            k = len(members)
-            row = [family_name, width, k, config.steps]
-            for stacking in ("none", "all", "auto"):
-                s, peak, _ = result[stacking]
-                row += [f"{k / s:.2f}", f"{loop_s / s:.2f}x", f"{peak:.0f}"]
-            row.append(result["auto"][2].get(width, "-"))
+            loop_members = members[:GPU_LOOP_RUNS] if args.gpu else members
+            measured = _time_ways((family_name, width, config, device), members, loop_members,
+                                  in_process=args.gpu or args.dry_run, repeats=repeats)
+            runs_per_s = {way: [len(loop_members if way == "none" else members) / m[0] for m in ms]
+                          for way, ms in measured.items()}
+            row = [family_name, width, len(members), config.steps]
+            for way in ("none", "all", "auto"):
+                ratios = [r / base for r, base in zip(runs_per_s[way], runs_per_s["none"])]
+                row += [f"{statistics.median(runs_per_s[way]):.2f}", _spread(ratios),
+                        f"{max(m[1] for m in measured[way]):.0f}"]
+            achieved = statistics.median(runs_per_s["auto"]) * config.steps * _flops_per_run_step(family_name, width, config)
+            row += [measured["auto"][0][2].get(width, "-"), f"{achieved / 1e12:.3g}",
+                    f"{achieved / peak:.2%}" if peak else "-"]
             rows.append(row)
             print(" | ".join(map(str, row)), flush=True)
-            if result["auto"][0] * NOISE > loop_s:
+            if min(runs_per_s["none"]) > max(runs_per_s["auto"]):
                 slower.append(f"{family_name} width {width}")
     headers = ["family", "width", "K", "steps", "loop runs/s", "loop", "loop MiB", "stacked runs/s", "stacked vs loop",
-               "stacked MiB", "auto runs/s", "auto vs loop", "auto MiB", "auto chunk"]
+               "stacked MiB", "auto runs/s", "auto vs loop", "auto MiB", "auto chunk", "auto TFLOP/s", "MFU (bf16 peak)"]
     print(tabulate(rows, headers=headers, tablefmt="github"))
+    if args.dry_run:
+        print("dry run: the script ran every way; runs this short are not timed for a verdict")
+        return 0
     if slower:
-        print(f"FAIL: the auto plan was slower than the per-run loop at: {', '.join(slower)}")
+        print(f"FAIL: the auto plan was slower than the per-run loop in every timing at: {', '.join(slower)}")
         return 1
-    print("OK: the auto plan was never slower than the per-run loop")
+    print("OK: at no width was the auto plan slower than the per-run loop in every timing"
+          + (" (one timing per way: no spread measured)" if repeats == 1 else ""))
     return 0
 
 
