@@ -13,7 +13,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ from .family import ModelFamily
 from .members import SingleRun, StackedRuns, own_stacked_form
 from .optim import AdamAtan2, AdamW, NoStackedForm, describe
 from .probes import ProbeRecorder
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 # What a probe step can record: layer output sizes (coord check), the input size of each norm layer (in a
 # pre-LN model the residual stream: depth check), attention logits, output log Z / max |logit|, and the
@@ -247,21 +250,20 @@ def train_group(
         members = SingleRun(family, width, lrs[0], seeds[0], config.optimizer.build, device)
     else:
         raise ValueError("unstacked training takes one run at a time")
-    streams = {s: torch.Generator().manual_seed(s + _DATA_SEED_OFFSET) for s in dict.fromkeys(seeds)}
-    slot = {s: i for i, s in enumerate(streams)}
-    member_slot = torch.tensor([slot[s] for s in seeds])
+    streams = [torch.Generator().manual_seed(s + _DATA_SEED_OFFSET) for s in dict.fromkeys(seeds)]
+    slot = {s: i for i, s in enumerate(dict.fromkeys(seeds))}
+    member_slot = torch.tensor([slot[s] for s in seeds], device=device)
     objective = family.loss or _cross_entropy
     results = [RunResult(width=width, lr=lr, seed=s, losses=[], diverged=False) for lr, s in zip(lrs, seeds)]
     active = list(range(len(runs)))
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # per step since the last read-back: (CE, objective finite)
     read_every = _read_interval(device, timed=step_clock is not None)
+    batches = _device_batches(family.task, streams, config, device, chunk=read_every)
 
     for step in range(config.steps):
         if step_clock is not None:
             step_clock.append(time.perf_counter())
-        xs, ys = zip(*(family.task.batch(config.batch_size, g) for g in streams.values()))
-        x = torch.stack(xs)[member_slot].to(device, non_blocking=True)
-        y = torch.stack(ys)[member_slot].to(device, non_blocking=True)
+        x, y = (part[member_slot] for part in next(batches))
         factor = config.lr_factor(step)
         for group, peak in zip(members.optimizer.param_groups, members.peak_lrs):
             group["lr"] = peak * factor
@@ -291,6 +293,24 @@ def train_group(
     if step_clock is not None:
         step_clock.append(time.perf_counter())
     return results
+
+
+def _device_batches(task: Task, streams: list[torch.Generator], config: TrainConfig, device: torch.device,
+                    chunk: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Each step's batch ``(x, y)`` for every data stream (a seed's), stacked on a leading stream dimension, on ``device``.
+
+    Batches come from the task on the host, one step after another from each stream, so a run sees the same numbers on
+    any device and however they are chunked; ``chunk`` steps travel in one transfer (pinned and asynchronous on CUDA,
+    so that the host does not wait for the device's queue at every step)."""
+    for start in range(0, config.steps, chunk):
+        steps = [[task.batch(config.batch_size, stream) for stream in streams]
+                 for _ in range(min(chunk, config.steps - start))]
+        x = torch.stack([torch.stack([x for x, _ in step]) for step in steps])
+        y = torch.stack([torch.stack([y for _, y in step]) for step in steps])
+        if device.type == "cuda":
+            x, y = x.pin_memory(), y.pin_memory()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        yield from zip(x, y)
 
 
 def _read_back(pending: list[tuple[torch.Tensor, torch.Tensor]], results: list[RunResult], active: list[int]) -> None:

@@ -47,8 +47,8 @@ def test_non_finite_loss_stops_the_run_as_diverged() -> None:
 
 
 def test_losses_read_back_every_32_steps_equal_losses_read_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On an accelerator the losses are read every LOSS_READ_EVERY steps (no device sync per step): the runs, their
-    probes and where a run diverged (at a step between two reads) come out the same."""
+    """On an accelerator the losses are read, and the batches sent, every LOSS_READ_EVERY steps (no device sync per
+    step): the runs, their probes and where a run diverged (at a step between two reads) come out the same."""
     family = families.mlp(widths=(32, 64), base_width=32)
     runs = [(1e-3, 0), (1e30, 0), (1e-2, 1)]  # LR 1e30 overflows at step 1, between the reads at steps 0 and 25
     config = TrainConfig(steps=70, batch_size=8, probe_every=25)
