@@ -1,10 +1,12 @@
 """ModelFamily (a ``build(width)`` factory plus its task) and width-role inference.
 
 Roles come from shapes, as ``mup``'s base shapes do: the family is built at its base width and
-at twice that, and each parameter dimension that doubles "scales with width". A matrix whose
+at twice that, and each parameter dimension that grows "scales with width" (doubling, or not
+exactly: a SwiGLU hidden size of 8·width//3, or one rounded up to a multiple, grows too). A matrix whose
 fan-out and fan-in both scale is *hidden*; only fan-out, *input*; only fan-in, *output*
 (readout). A vector that scales is a *vector* (bias, norm gain); anything else is *fixed*.
-Raw parameters follow ``nn.Linear``'s (out, in) layout; ``nn.Embedding`` is (in, out).
+Which dimension of a matrix is its fan-in depends on the layer that owns it (``FAN_DIMS``): raw parameters and
+``nn.Linear`` are (out, in); ``nn.Embedding`` and GPT-2's ``Conv1D`` are (in, out).
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class ParamRole:
     base_std: float
     # Other names of the same tensor (weight tying), each with the role that use would have.
     tied_uses: tuple[tuple[str, Role], ...] = ()
+    # The dimension whose growth is the parameter's width multiplier: the fan-in of a matrix whose fan-in scales, else
+    # its scaling fan-out; a vector's one dimension; None for a fixed parameter.
+    width_dim: int | None = None
+
+    def multiplier_at(self, shape: tuple[int, ...] | torch.Size) -> float | None:
+        """The width multiplier m of this parameter at ``shape``: its width dimension over the base's (the actual
+        fan-in ratio where a dimension does not grow exactly with width); None for a fixed parameter."""
+        if self.width_dim is None:
+            return None
+        return shape[self.width_dim] / self.base_shape[self.width_dim]
 
 
 @dataclass(frozen=True)
@@ -51,9 +63,21 @@ class WidthRoles:
         return out
 
 
-def _fan_dims(owner: nn.Module) -> tuple[int, int]:
+#: (fan_out dim, fan_in dim) of the weight matrix of a layer class, by class name (so that a class from a library that
+#: is not installed can be named); any other owner is (out, in), as ``nn.Linear`` and a raw ``nn.Parameter``.
+FAN_DIMS: dict[str, tuple[int, int]] = {"Embedding": (1, 0), "Conv1D": (1, 0)}
+
+
+def register_fan_dims(layer: type | str, fan_out_dim: int, fan_in_dim: int) -> None:
+    """Declare which dimensions of ``layer``'s weight are its fan-out and fan-in (e.g. a layer storing (in, out))."""
+    if sorted((fan_out_dim, fan_in_dim)) != [0, 1]:
+        raise ValueError(f"fan dims must be 0 and 1 in some order, got ({fan_out_dim}, {fan_in_dim})")
+    FAN_DIMS[layer if isinstance(layer, str) else layer.__name__] = (fan_out_dim, fan_in_dim)
+
+
+def fan_dims(owner: nn.Module) -> tuple[int, int]:
     """(fan_out dim, fan_in dim) of a matrix owned by ``owner``."""
-    return (1, 0) if isinstance(owner, nn.Embedding) else (0, 1)
+    return next((FAN_DIMS[cls.__name__] for cls in type(owner).__mro__ if cls.__name__ in FAN_DIMS), (0, 1))
 
 
 def _role_from_shapes(name: str, owner: nn.Module, base: tuple[int, ...], wide: tuple[int, ...]) -> tuple[Role, tuple[int, ...]]:
@@ -61,14 +85,14 @@ def _role_from_shapes(name: str, owner: nn.Module, base: tuple[int, ...], wide: 
         raise ValueError(f"parameter {name!r} changes rank across widths: {base} vs {wide}")
     scaling = tuple(i for i, (s0, s1) in enumerate(zip(base, wide)) if s0 != s1)
     for i in scaling:
-        if wide[i] != 2 * base[i]:
+        if wide[i] < base[i]:
             raise ValueError(
                 f"parameter {name!r} dim {i} goes {base[i]} -> {wide[i]} when width doubles: "
-                "dimensions must be fixed or proportional to width"
+                "a dimension must stay fixed or grow with width"
             )
     if len(base) < 2:
         return ("vector" if scaling else "fixed"), scaling
-    fan_out, fan_in = _fan_dims(owner)
+    fan_out, fan_in = fan_dims(owner)
     if len(scaling) >= 2:
         return "hidden", scaling
     if not scaling:
@@ -81,6 +105,19 @@ def _role_from_shapes(name: str, owner: nn.Module, base: tuple[int, ...], wide: 
         f"parameter {name!r} of shape {base} scales only in dim {scaling[0]}, which is neither its "
         "fan-in nor fan-out dim; name its role in ModelFamily(role_overrides=...)"
     )
+
+
+def _width_dim(owner: nn.Module, scaling: tuple[int, ...], rank: int) -> int | None:
+    """Which scaling dimension measures the parameter's width multiplier (see ``ParamRole.width_dim``)."""
+    if not scaling:
+        return None
+    if rank >= 2:
+        fan_out, fan_in = fan_dims(owner)
+        if fan_in in scaling:
+            return fan_in
+        if fan_out in scaling:
+            return fan_out
+    return scaling[0]
 
 
 def _owner(model: nn.Module, name: str) -> nn.Module:
@@ -129,6 +166,7 @@ def infer_roles(
             scaling_dims=first[2],
             base_std=std if math.isfinite(std) else 0.0,
             tied_uses=tuple((n, r) for n, r, _ in others),
+            width_dim=_width_dim(_owner(base, name), first[2], p.dim()),
         )
     return WidthRoles(base_width=base_width, params=params)
 

@@ -147,14 +147,15 @@ class _OutputScale(nn.Module):
 
 
 def _attach_multiplier(module: nn.Module, name: str, k: float) -> None:
-    if isinstance(module, nn.Linear):
+    # GPT-2's Conv1D computes x @ W + b as nn.Linear computes x @ W.T + b: scaling its input scales W alone.
+    if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
         module.register_forward_pre_hook(_InputScale(k))
     elif isinstance(module, nn.Embedding):
         module.register_forward_hook(_OutputScale(k))
     else:
         raise ValueError(
-            f"parameter {name!r} needs a forward multiplier of {k:.4g}, which is supported on nn.Linear "
-            f"and nn.Embedding only, not {type(module).__name__}; use a parametrization whose "
+            f"parameter {name!r} needs a forward multiplier of {k:.4g}, which is supported on nn.Linear, "
+            f"nn.Embedding and Conv1D only, not {type(module).__name__}; use a parametrization whose "
             "a-exponents are zero for this role (e.g. 'mup', Table 3 form)"
         )
 
@@ -177,7 +178,9 @@ def apply_parametrization(
 ) -> list[dict]:
     """Re-initialise ``model`` (built at ``width``) and attach multipliers; return Adam param groups.
 
-    Each returned group has ``params``, ``lr_mult`` (the factor on the base LR) and ``role``.
+    Each returned group has ``params``, ``lr_mult`` (the factor on the base LR) and ``role``. A parameter's width
+    multiplier is its own (``ParamRole.multiplier_at``: the actual fan-in ratio where a dimension does not grow exactly
+    with width), else width / base width.
     """
     p = get_parametrization(parametrization)
     m = width / roles.base_width
@@ -188,15 +191,15 @@ def apply_parametrization(
             info = roles.params.get(name)
             if info is None:
                 raise ValueError(f"parameter {name!r} was not present when the family's width roles were inferred")
-            role = info.role
+            role, m_param = info.role, info.multiplier_at(param.shape) or m
             if role == "output" and p.zero_readout:
                 param.zero_()
             elif role != "fixed" and info.base_std > 0:
-                param.normal_(0.0, 1.0, generator=generator).mul_(info.base_std * p.init_scale(role, m))
+                param.normal_(0.0, 1.0, generator=generator).mul_(info.base_std * p.init_scale(role, m_param))
             for use_name, use_role in ((name, role), *info.tied_uses):
-                _check_tied_lr(p, name, role, use_name, use_role, m)
-                k = p.multiplier(use_role, m)
+                _check_tied_lr(p, name, role, use_name, use_role, m_param)
+                k = p.multiplier(use_role, m_param)
                 if not math.isclose(k, 1.0):
                     _attach_multiplier(modules[use_name.rpartition(".")[0]], use_name, k)
-            groups.setdefault((role, p.lr_mult(role, m)), []).append(param)
+            groups.setdefault((role, p.lr_mult(role, m_param)), []).append(param)
     return [{"params": ps, "lr_mult": mult, "role": role} for (role, mult), ps in groups.items()]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pytest_scaling import families, tasks
-from pytest_scaling.family import ModelFamily, infer_roles
+from pytest_scaling.family import FAN_DIMS, ModelFamily, infer_roles, register_fan_dims
 from pytest_scaling.metrics import coord_slopes
 from pytest_scaling.parametrization import PARAMETRIZATIONS, MATRIX_ROLES, Parametrization, with_depth_lr
 from pytest_scaling.train import TrainConfig, train_run
@@ -71,7 +71,7 @@ def test_user_module_roles() -> None:
     ("build", "message"),
     [
         (lambda w: nn.Linear(8, 8), "no parameter changes shape"),
-        (lambda w: nn.Linear(8, w + 1), "dimensions must be fixed or proportional"),
+        (lambda w: nn.Linear(8, 4096 // w), "a dimension must stay fixed or grow with width"),
         (lambda w: nn.Sequential(*[nn.Linear(w, w)] * (w // 32)), "different parameter set"),
         (lambda w: "not a module", "not a torch.nn.Module"),
     ],
@@ -79,6 +79,61 @@ def test_user_module_roles() -> None:
 def test_unusable_families_are_named(build, message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         infer_roles(build, base_width=32)
+
+
+class SwiGLU(nn.Module):
+    """A Llama-style block: its hidden size 8·width//3 grows with width but not exactly (170 at 64, 341 at 128)."""
+
+    def __init__(self, width: int, d_in: int = 16, n_out: int = 10):
+        super().__init__()
+        hidden = 8 * width // 3
+        self.stem = nn.Linear(d_in, width)
+        self.w1, self.w3 = nn.Linear(width, hidden, bias=False), nn.Linear(width, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, width, bias=False)
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.head(h + self.w2(nn.functional.silu(self.w1(h)) * self.w3(h)))
+
+
+def test_a_dimension_that_grows_but_does_not_double_scales_and_sets_its_own_multiplier() -> None:
+    family = ModelFamily("swiglu", SwiGLU, tasks.teacher_student(input_dim=16, n_classes=10), base_width=64,
+                         parametrization="mup")
+    roles = family.roles.params
+    assert {roles[n].role for n in ("w1.weight", "w2.weight", "w3.weight")} == {"hidden"}
+    assert roles["w2.weight"].multiplier_at((256, 682)) == 682 / 170  # its fan-in, not width / base width (4)
+    model, groups = family.instantiate(256, seed=0)
+    lr_mult = {id(p): g["lr_mult"] for g in groups for p in g["params"]}
+    assert lr_mult[id(model.w2.weight)] == pytest.approx(170 / 682) and lr_mult[id(model.w1.weight)] == 0.25
+    assert torch.std(model.w2.weight).item() == pytest.approx(roles["w2.weight"].base_std * (170 / 682) ** 0.5, rel=0.02)
+
+
+class InOutLayer(nn.Module):
+    """A layer that stores its weight as (in, out), as GPT-2's Conv1D does."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_in, n_out) / n_in**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
+def test_a_registered_in_out_layer_has_its_fan_in_read_from_its_first_dimension() -> None:
+    def build(width: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(16, width), InOutLayer(width, 4 * width), InOutLayer(4 * width, 10))
+
+    assert infer_roles(build, base_width=32).params["2.weight"].role == "input"  # read as (out, in): wrong
+    register_fan_dims(InOutLayer, fan_out_dim=1, fan_in_dim=0)
+    try:
+        roles = infer_roles(build, base_width=32).params
+        assert roles["1.weight"].role == "hidden" and roles["2.weight"].role == "output"
+        assert roles["1.weight"].multiplier_at((256, 1024)) == 8.0  # fan-in: dim 0
+    finally:
+        del FAN_DIMS["InOutLayer"]
+    with pytest.raises(ValueError, match="fan dims must be 0 and 1"):
+        register_fan_dims(InOutLayer, 1, 1)
 
 
 def test_unknown_parametrization_is_a_one_line_error() -> None:
