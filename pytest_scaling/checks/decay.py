@@ -15,14 +15,14 @@ from ..family import ModelFamily
 from ..placement import place
 from ..properties import PROPERTIES
 from ..tiers import DecayGrid
-from ..train import OptimizerSpec
 from ._arguments import grid_or_tier, require_check_arguments
+from .stability import stability_optimizer
 
 
-def _optimizer_at(family: ModelFamily, grid: DecayGrid, lr: float) -> Callable[[int], tuple[nn.Module, torch.optim.Optimizer]]:
-    """``width -> (model, optimizer)``: the family's own optimizer at ``lr``, or the recipe's independent decay the
+def _optimizer_at(family: ModelFamily, grid: DecayGrid) -> Callable[[int], tuple[nn.Module, torch.optim.Optimizer]]:
+    """``width -> (model, optimizer)`` at the placed grid's LR: the family's own optimizer, or the optimizer the
     stability sweeps train with; the model in float64, so that a small decay reads exactly."""
-    recipe = OptimizerSpec(betas=(0.9, 0.95), weight_decay=grid.weight_decay, independent_wd=True)
+    recipe, lr = stability_optimizer(grid.weight_decay), grid.lr
 
     def instantiate(width: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         model, groups = family.instantiate(width, 0)
@@ -40,7 +40,7 @@ def weight_decay(scaling: Any, family: ModelFamily, grid: DecayGrid | None = Non
     require_check_arguments("weight_decay", grid, DecayGrid, family=family)
     grid, placed = place(scaling, family, grid_or_tier(scaling, "weight_decay", grid))
     widths = grid.widths or family.widths
-    result = measure_decay(_optimizer_at(family, grid, grid.lr), widths, grid.lr)
+    result = measure_decay(_optimizer_at(family, grid), widths, grid.lr)
     prop = PROPERTIES["weight_decay"]
     if result.max_abs_slope is None:
         prop.record(scaling, family.name, value=None, threshold=None, applicable=False,

@@ -19,11 +19,16 @@ from ._arguments import grid_or_tier, require_check_arguments
 from ._records import json_losses
 
 
+def stability_optimizer(weight_decay: float) -> OptimizerSpec:
+    """Wortsman et al.'s optimizer: AdamW beta=(0.9, 0.95), eps 1e-8, weight decay independent of the LR."""
+    return OptimizerSpec(betas=(0.9, 0.95), eps=1e-8, weight_decay=weight_decay, independent_wd=True)
+
+
 def _stability_config(grid: StabilityGrid) -> TrainConfig:
-    """Wortsman et al.'s recipe: AdamW beta=(0.9, 0.95), eps 1e-8, warmup + cosine, clip 1.0, independent
-    weight decay; attention and output logits probed every ``grid.probe_every`` steps."""
-    optimizer = OptimizerSpec(betas=(0.9, 0.95), eps=1e-8, weight_decay=grid.weight_decay, independent_wd=True)
-    return TrainConfig(steps=grid.steps, batch_size=grid.batch_size, optimizer=optimizer, warmup=grid.warmup,
+    """Wortsman et al.'s recipe: their optimizer, warmup + cosine, clip 1.0; attention and output logits probed every
+    ``grid.probe_every`` steps."""
+    return TrainConfig(steps=grid.steps, batch_size=grid.batch_size, optimizer=stability_optimizer(grid.weight_decay),
+                       warmup=grid.warmup,
                        schedule="cosine", grad_clip=1.0, probe_every=grid.probe_every, probe_kinds=("attention", "output"))
 
 

@@ -51,24 +51,18 @@ class ConfigAtWidth:
         """The config of the model at ``width`` (and ``n_layers`` layers, if given)."""
         module, _, name = self.config_class.rpartition(".")
         config = getattr(importlib.import_module(module), name).from_dict(json.loads(self.config_json))
-        for field in self.width_fields:
-            value = getattr(config, field)
+        head_fields = (HEADS, KV_HEADS) if self.heads == "head_size" else ()
+        for field in dict.fromkeys((*self.width_fields, *head_fields)):
+            value = getattr(config, field, None)
             if value is None:
                 continue
             scaled = value * width / self.base_width
             if scaled != int(scaled):
+                hint = ("with a fixed head size the width must be a multiple of it" if field in head_fields
+                        else "widths must keep it an integer")
                 raise ValueError(f"config field {field}={value} at base width {self.base_width} gives {scaled:g} at "
-                                 f"width {width}: widths must keep it an integer")
+                                 f"width {width}: {hint}")
             setattr(config, field, int(scaled))
-        if self.heads == "head_size":
-            for field in (HEADS, KV_HEADS):
-                heads = getattr(config, field, None)
-                if heads is not None and field not in self.width_fields:
-                    scaled = heads * width / self.base_width
-                    if scaled != int(scaled):
-                        raise ValueError(f"{field}={heads} at base width {self.base_width} gives {scaled:g} heads at "
-                                         f"width {width}: with a fixed head size the width must be a multiple of it")
-                    setattr(config, field, int(scaled))
         if n_layers is not None:
             setattr(config, LAYERS, n_layers)
         if self.per_width is not None:
