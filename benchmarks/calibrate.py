@@ -1,8 +1,8 @@
 """Threshold calibration: the standard suite on a family, replicated over disjoint seed sets, with margins.
 
 A replicate is one run of every suite property (``pytest_scaling.suite.run_property``, the code path of the suite
-itself) with its own seeds, as many as the tier uses (cpu: 2, so replicate r uses seeds 2r and 2r+1; properties that
-use fewer take the first of their set). It prints, per property, the recorded value of each replicate, their mean
+itself) with its own seeds, as many as the tier's most seeded grid uses (cpu: 3, the power law's, so replicate r uses
+seeds 3r..3r+2; properties that use fewer take the first of their set). It prints, per property, the recorded value of each replicate, their mean
 and spread, the threshold, the margin (worst replicate to threshold in units of the replicates' standard deviation)
 and the seconds it took. Runs are cached (``--cache``), so a second call only recomputes the statistics.
 
@@ -15,6 +15,7 @@ and the seconds it took. Runs are cached (``--cache``), so a second call only re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -69,10 +70,17 @@ def run_replicate(family: ModelFamily, prop: Property, tier: str, seeds: list[in
     return record, outcome, time.perf_counter() - started
 
 
+def seeds_per_replicate(tier: Any) -> int:
+    """The most seeds any of the tier's grids uses (a grid's own ``seeds`` may exceed the tier's), so replicates
+    never share a seed."""
+    grids = [getattr(tier, f.name) for f in dataclasses.fields(tier)]
+    return max([tier.seeds, *(getattr(g, "seeds", None) or 0 for g in grids)])
+
+
 def calibrate(family: ModelFamily, tier: str, replicates: int, cache: Path, only: list[str] | None) -> list[dict[str, Any]]:
     """Per property: its replicates' values and outcomes, with their statistics."""
     rows = []
-    n_seeds = TIERS[tier].seeds
+    n_seeds = seeds_per_replicate(TIERS[tier])
     for prop in SUITE:
         if only and prop.name not in only:
             continue

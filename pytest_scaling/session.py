@@ -50,6 +50,14 @@ class ScalingSession:
             self._brackets[key] = measure(self, family, self.tier.lr_range)
         return self._brackets[key]
 
+    def first_seeds(self, n: int | None) -> list[int]:
+        """The first ``n`` of the session's seeds (None: all); past its last seed the sequence continues (seeds 0, 1
+        and n = 3 give 0, 1, 2), for a grid whose noise needs more seeds than the tier's other properties."""
+        if n is None or n <= len(self.seeds):
+            return list(self.seeds[:n])
+        start = max(self.seeds) + 1
+        return [*self.seeds, *range(start, start + n - len(self.seeds))]
+
     def sweep(
         self,
         family: ModelFamily,

@@ -379,6 +379,13 @@ def test_record_rejects_what_a_report_cannot_hold(name: object, values: dict) ->
         session.record(name, **values)  # type: ignore[arg-type]
 
 
+def test_first_seeds_caps_or_continues_the_sessions_seeds() -> None:
+    session = ScalingSession(tier=TIERS["cpu"], device=torch.device("cpu"), seeds=[4, 5])
+    assert session.first_seeds(None) == [4, 5]
+    assert session.first_seeds(1) == [4]
+    assert session.first_seeds(3) == [4, 5, 6]
+
+
 def test_sweep_names_the_family_it_needs() -> None:
     session = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
     with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'family'"):

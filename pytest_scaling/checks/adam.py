@@ -82,7 +82,7 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
         _not_applicable(scaling, family, "the optimizer has no epsilon (e.g. AdamAtan2): its updates ignore the gradient scale")
         return None
     grid, placed = place(scaling, family, grid)
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
                            config=_epsilon_config(grid), stacking=grid.stacking)
     probed = next(iter(result.runs.values())).probes.get("grad_rms", {})
     layers = [name for name in probed if name in layer_eps]

@@ -152,7 +152,7 @@ def depth_lr_transfer(scaling: Any, build_family: DepthFamilies,
     name, families = _families_by_depth("depth_lr_transfer", build_family, grid.depths)
     grid, placed = place(scaling, _placement_family(build_family, families), grid, own_widths=False)
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
-    results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds], config=config)
+    results = [scaling.sweep(family, widths=grid.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds), config=config)
                for family in families]
     tables = np.stack([result.loss_table() for result in results])  # [depth, width, lr, seed]
     initial = np.stack([result.initial_losses() for result in results])  # [depth, width, seed]

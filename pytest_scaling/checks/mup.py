@@ -81,7 +81,7 @@ def _transfer_sweep(scaling: Any, family: ModelFamily, grid: TransferGrid | None
     its runs, the placed grid and the placement. Constant-LR Adam; a tier without the grid skips."""
     require_check_arguments(check, grid, TransferGrid, family=family)
     grid, placed = place(scaling, family, grid_or_tier(scaling, check, grid))
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     return result, grid, placed
 

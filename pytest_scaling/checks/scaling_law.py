@@ -57,7 +57,7 @@ def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid | None = N
     if lr_policy not in LR_POLICIES:
         raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}, got {lr_policy!r}")
     grid, placed = place(scaling, family, grid_or_tier(scaling, "power_law", grid))
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs,
+    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
                            config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
     table = result.loss_table()  # [width, lr, seed]
     initial = result.initial_losses()[:, None, :]

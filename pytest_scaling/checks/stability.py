@@ -34,7 +34,7 @@ def _stability_config(grid: StabilityGrid) -> TrainConfig:
 
 def stability_sweep(scaling: Any, family: ModelFamily, grid: StabilityGrid) -> SweepResult:
     """One sweep config for both stability properties, so a cached session trains each family once (``grid`` placed)."""
-    return scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.seeds[:grid.seeds],
+    return scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
                          config=_stability_config(grid), stacking=grid.stacking)
 
 
