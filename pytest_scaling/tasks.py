@@ -1,4 +1,4 @@
-"""Training data: synthetic tasks with a known loss floor, and user token files. Nothing is downloaded.
+"""Training data: synthetic tasks with a known loss floor, text, and user token files. Nothing is downloaded.
 
 A task is deterministic given its seed; the ``generator`` passed to :meth:`Task.batch`
 controls which examples a run sees. With ``n_train`` set, a fixed pool of that many
@@ -26,9 +26,11 @@ __all__ = [
     "MarkovLanguage",
     "Task",
     "TeacherStudent",
+    "TextFiles",
     "TokenFile",
     "markov_language",
     "teacher_student",
+    "text_files",
     "token_file",
 ]
 
@@ -413,6 +415,86 @@ class TokenFile(Task):
         return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
 
+@dataclass(frozen=True)
+class TextFiles(Task):
+    """Byte-level language modelling (vocab 256) on text: the files in ``paths``, concatenated, or by default the prose
+    of the Python documentation every Python ships with (``pydoc_data.topics``, about 0.6 MB of English).
+
+    The last ``heldout`` fraction of the bytes is never trained on: ``evaluation_batches`` reads ``eval_windows``
+    windows evenly spaced over it, the same in every run, and a run's final loss is its loss there. The config carries
+    a hash of the whole corpus, so another Python's documentation or an edited file is another task, never a cache hit.
+    """
+
+    paths: tuple[str, ...] = ()
+    seq_len: int = 64
+    heldout: float = 0.05
+    eval_windows: int = 256
+
+    kind: ClassVar[str] = "text_files"
+    input_kind: ClassVar[str] = "tokens"
+    input_dim: ClassVar[int] = 256
+    n_outputs: ClassVar[int] = 256
+    loss_floor: ClassVar[None] = None
+    loss_floor_stderr: ClassVar[None] = None
+    n_bytes: int = field(init=False, compare=False)
+    fingerprint: str = field(init=False, compare=False)
+    _bytes: np.ndarray = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check(self.seq_len >= 1, f"seq_len must be >= 1, got {self.seq_len}")
+        _check(0 < self.heldout < 1, f"heldout must be a fraction in (0, 1), got {self.heldout}")
+        _check(self.eval_windows >= 1, f"eval_windows must be >= 1, got {self.eval_windows}")
+        paths = (self.paths,) if isinstance(self.paths, (str, os.PathLike)) else tuple(self.paths)
+        object.__setattr__(self, "paths", tuple(os.fspath(p) for p in paths))
+        corpus = np.frombuffer(_read_corpus(self.paths), dtype=np.uint8)
+        object.__setattr__(self, "_bytes", corpus)
+        object.__setattr__(self, "n_bytes", int(corpus.size))
+        object.__setattr__(self, "fingerprint", hashlib.blake2b(corpus.tobytes(), digest_size=16).hexdigest())
+        where = ", ".join(self.paths) or "the Python documentation"
+        _check(self._train_end >= self.seq_len + 1 and self.n_bytes - self._train_end >= self.seq_len + 1,
+               f"{where}: {self.n_bytes} bytes leave too few for windows of seq_len + 1 = {self.seq_len + 1} bytes in "
+               f"both the training part and the held-out {self.heldout:g}")
+
+    @property
+    def _train_end(self) -> int:
+        return int(self.n_bytes * (1 - self.heldout))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "paths": list(self.paths), "n_bytes": self.n_bytes, "fingerprint": self.fingerprint}
+
+    def _windows(self, starts: np.ndarray) -> tuple[Tensor, Tensor]:
+        windows = torch.from_numpy(self._bytes[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64))
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+    def _sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        starts = torch.randint(self._train_end - self.seq_len, (n,), generator=generator).numpy()
+        return self._windows(starts)
+
+    def evaluation_batches(self, batch_size: int = 64) -> list[tuple[Tensor, Tensor]]:
+        """The held-out windows ``(x, y)``, in fixed order, in batches of at most ``batch_size``."""
+        last = self.n_bytes - self.seq_len - 1
+        starts = np.linspace(self._train_end, last, self.eval_windows).round().astype(np.int64)
+        return [self._windows(starts[i:i + batch_size]) for i in range(0, len(starts), batch_size)]
+
+
+def _read_corpus(paths: tuple[str, ...]) -> bytes:
+    """The files' bytes, concatenated in order (a newline between files), or the Python documentation's prose."""
+    if not paths:
+        try:
+            from pydoc_data.topics import topics
+        except ImportError:
+            raise ValueError("text_files() without paths reads the Python documentation (pydoc_data), which this "
+                             "Python lacks: pass paths=[...] to text files") from None
+        return "\n\n".join(topics[key] for key in sorted(topics)).encode("utf-8")
+    parts = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"text file not found: {os.path.abspath(path)}")
+        with open(path, "rb") as f:
+            parts.append(f.read())
+    return b"\n".join(parts)
+
+
 def _fingerprint(path: str, size: int, chunk: int = 2**20) -> str:
     """A cheap content fingerprint: hash of the size and the first and last ``chunk`` bytes."""
     digest = hashlib.blake2b(str(size).encode(), digest_size=16)
@@ -425,4 +507,5 @@ def _fingerprint(path: str, size: int, chunk: int = 2**20) -> str:
 
 teacher_student = TeacherStudent
 markov_language = MarkovLanguage
+text_files = TextFiles
 token_file = TokenFile

@@ -137,15 +137,19 @@ class RunResult:
     diverged: bool
     probe_step_list: list[int] = field(default_factory=list)
     probes: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    heldout_loss: float | None = None
 
     @property
     def initial_loss(self) -> float:
         return self.losses[0]
 
     def final_loss(self, window: float = 0.1) -> float:
-        """Mean loss over the last ``window`` fraction of steps; +inf for a diverged run."""
+        """The loss on the task's held-out evaluation set where it has one (the same windows in every run), else the
+        mean training loss over the last ``window`` fraction of steps; +inf for a diverged run."""
         if self.diverged:
             return math.inf
+        if self.heldout_loss is not None:
+            return self.heldout_loss
         n = max(1, int(round(len(self.losses) * window)))
         return float(sum(self.losses[-n:]) / n)
 
@@ -290,9 +294,31 @@ def train_group(
             for i in active:
                 _record_probes(results[i], step, config.probe_kinds, recorders[i], outputs[i], adam[i] if adam else None)
     _read_back(pending, results, active)
+    _evaluate_heldout(family.task, members, results, active, config, device)
     if step_clock is not None:
         step_clock.append(time.perf_counter())
     return results
+
+
+@torch.no_grad()
+def _evaluate_heldout(task: Task, members: Any, results: list[RunResult], active: list[int], config: TrainConfig,
+                      device: torch.device) -> None:
+    """Set each finished run's ``heldout_loss``: mean cross-entropy over the task's fixed evaluation windows, for
+    tasks that hold some out (``evaluation_batches``); the same windows in the same order for every run."""
+    evaluation = getattr(task, "evaluation_batches", None)
+    if evaluation is None or not active:
+        return
+    total = torch.zeros(len(results), device=device)
+    count = 0
+    for x, y in evaluation():
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            logits = members.forward(x.expand(len(results), *x.shape))
+        total += vmap(_cross_entropy)(logits.float(), y.expand(len(results), *y.shape)) * len(x)
+        count += len(x)
+    for i, loss in enumerate((total / count).tolist()):
+        if i in active:
+            results[i].heldout_loss = loss
 
 
 def _device_batches(task: Task, streams: list[torch.Generator], config: TrainConfig, device: torch.device,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_scaling.tasks import Task, markov_language, teacher_student, token_file
+from pytest_scaling.tasks import Task, markov_language, teacher_student, text_files, token_file
 
 SMALL_MARKOV = dict(vocab=16, seq_len=12, branching=3)
 
@@ -26,7 +26,7 @@ def token_path(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["teacher_student", "markov_order1", "markov_order2", "token_file"])
+@pytest.fixture(params=["teacher_student", "markov_order1", "markov_order2", "token_file", "text_files"])
 def make_task(request, token_path: Path):
     """A factory of fresh, equal task instances."""
     return {
@@ -34,6 +34,7 @@ def make_task(request, token_path: Path):
         "markov_order1": lambda: markov_language(**SMALL_MARKOV),
         "markov_order2": lambda: markov_language(**SMALL_MARKOV, order=2),
         "token_file": lambda: token_file(token_path, seq_len=16),
+        "text_files": lambda: text_files(seq_len=16),
     }[request.param]
 
 
@@ -167,3 +168,45 @@ def test_token_file_errors(token_path: Path, tmp_path: Path) -> None:
 def test_bad_arguments_raise(make, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.fixture
+def two_part_text(tmp_path: Path) -> Path:
+    """95 KB of 'a' then 5 KB of 'b': the held-out tail (heldout=0.05) is exactly the 'b's."""
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"a" * 95_000 + b"b" * 5_000)
+    return path
+
+
+def test_text_files_trains_on_the_head_and_holds_out_the_tail_in_fixed_order(two_part_text: Path) -> None:
+    task = text_files([two_part_text], seq_len=32, eval_windows=100)
+    assert (task.input_dim, task.n_outputs, task.n_bytes) == (256, 256, 100_000)
+    x, y = task.batch(512, _gen(0))
+    assert set(x.unique().tolist()) == set(y.unique().tolist()) == {ord("a")}
+    batches = task.evaluation_batches(batch_size=64)
+    assert [len(bx) for bx, _ in batches] == [64, 36]
+    assert all(set(bx.unique().tolist()) == {ord("b")} for bx, _ in batches)
+    again = text_files([two_part_text], seq_len=32, eval_windows=100).evaluation_batches(batch_size=64)
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(batches, again))
+
+
+def test_text_files_is_identified_by_its_content(two_part_text: Path) -> None:
+    before = text_files([two_part_text]).config()
+    two_part_text.write_bytes(b"a" * 95_000 + b"c" * 5_000)
+    assert text_files([two_part_text]).config()["fingerprint"] != before["fingerprint"]
+    default = text_files()
+    assert default.config()["paths"] == [] and len(default.config()["fingerprint"]) == 32
+    assert default.n_bytes > 400_000  # the Python documentation's prose
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(paths=["no/such/file.txt"]), "text file not found: .*file.txt"),
+    (dict(heldout=1.0), r"heldout must be a fraction in \(0, 1\), got 1.0"),
+    (dict(seq_len=0), "seq_len must be >= 1"),
+    (dict(eval_windows=0), "eval_windows must be >= 1"),
+    (dict(seq_len=6000), "too few for windows of seq_len"),
+])
+def test_text_files_bad_arguments_are_one_line_errors(kwargs: dict, message: str, two_part_text: Path) -> None:
+    kwargs.setdefault("paths", [two_part_text])
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        text_files(**kwargs)

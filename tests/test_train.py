@@ -38,6 +38,20 @@ def test_runs_at_different_lrs_see_the_same_batches() -> None:
     assert slow.losses[0] == fast.losses[0], "same init and first batch, whatever the LR"
 
 
+def test_a_task_with_heldout_windows_ends_each_run_with_its_loss_there() -> None:
+    # An LR of 1e-30 leaves every weight as initialised, so the held-out loss is the fresh model's on those windows.
+    task = tasks.text_files(seq_len=16, eval_windows=40)
+    family = families.gpt(task=task, base_width=32, widths=(32, 64))
+    runs = train_group(family, 32, [(1e-30, 0), (1e-30, 1)], TrainConfig(steps=1, batch_size=4), stacked=True)
+    for run in runs:
+        model, _ = family.instantiate(32, run.seed)
+        with torch.no_grad():
+            total = sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten()) * len(x)
+                        for x, y in task.evaluation_batches())
+        assert run.final_loss() == run.heldout_loss == pytest.approx(float(total) / 40, rel=1e-5)
+    assert train_run(tiny_gpt(), 32, 1e-3, seed=0, steps=4, batch_size=4).heldout_loss is None
+
+
 def test_non_finite_loss_stops_the_run_as_diverged() -> None:
     # One Adam step of 1e30 puts every weight near 1e30; the second layer overflows to inf.
     result = train_run(families.mlp(widths=(32, 64), base_width=32), 32, lr=1e30, seed=0, steps=50, batch_size=8)
