@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 transformers = pytest.importorskip("transformers", reason="families.huggingface needs the [hf] extra")
 
-from pytest_scaling import families  # noqa: E402
+from pytest_scaling import checks, families  # noqa: E402
+from pytest_scaling.family import ModelFamily  # noqa: E402
+from pytest_scaling.session import ScalingSession  # noqa: E402
+from pytest_scaling.tiers import RelativeLRs, RelativeWidths, TransferGrid  # noqa: E402
+
+from conftest import training_session  # noqa: E402
 
 
 def tiny_gpt2_config() -> object:
@@ -31,3 +42,65 @@ def test_a_width_that_breaks_the_head_size_is_named() -> None:
     family = families.huggingface(tiny_gpt2_config())
     with pytest.raises(ValueError, match="multiple of it"):
         family.build.func.config_at(36)
+
+
+# Trained verdicts, 1 thread, seed 0 (shifted by the margin study's offset). Measured margins: benchmarks/RESULTS.md,
+# "Hugging Face families".
+GPT2_TRANSFER = TransferGrid(widths=RelativeWidths((1, 2, 4)), lrs=RelativeLRs(-5, 2), steps=100, batch_size=32,
+                             max_abs_slope=0.25, seeds=1)
+
+
+def test_gpt2_as_built_fails_lr_transfer_and_under_mup_passes_the_coordinate_check(tmp_path: Path) -> None:
+    scaling = training_session(cache_dir=tmp_path, tier="cpu")
+    standard = families.huggingface(tiny_gpt2_config())
+    with pytest.raises(AssertionError, match="LR transfer"):
+        checks.lr_curve_transfer(scaling, standard, GPT2_TRANSFER)
+    checks.coord_check(scaling, families.huggingface(tiny_gpt2_config(), parametrization="mup_table8"))
+    values = {r["values"]["property"]: r["values"]["value"] for r in scaling.records}
+    assert values["lr_curve_transfer"] < -GPT2_TRANSFER.max_abs_slope
+
+
+def granite_config() -> object:
+    return transformers.GraniteConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=4, vocab_size=96, max_position_embeddings=32, bos_token_id=0,
+                                      eos_token_id=0, pad_token_id=0)
+
+
+def attention_over_d(config: object, width: int) -> None:
+    config.attention_multiplier = 1.0 / (width // config.num_attention_heads)
+
+
+def attention_over_sqrt_d(config: object, width: int) -> None:
+    config.attention_multiplier = 1.0 / math.sqrt(width // config.num_attention_heads)
+
+
+def granite(per_width: Callable[[object, int], None]) -> ModelFamily:
+    return families.huggingface(granite_config(), width_fields=("hidden_size", "intermediate_size"), heads="fixed",
+                                per_width=per_width, parametrization="mup", name=f"granite-{per_width.__name__}")
+
+
+def attention_logit_rows(scaling: ScalingSession) -> np.ndarray:
+    """The last coordinate check's attention-logit rows (slope per doubling of width, per layer and step)."""
+    record = scaling.records[-1]["values"]
+    rows = [i for i, layer in enumerate(record["layers"]) if layer.endswith("(attention logits)")]
+    return np.array(record["slopes"], dtype=float)[rows]
+
+
+# Granite sets its attention scale with attention_multiplier. Measured (seeds 0-2, one thread; widths 64-512, heads
+# fixed, the plugin's μP, steps 1-3): the attention-logit rows read -0.47..-0.59 per doubling with 1/d (the random-init
+# q·k shrinks as 1/√d) and -0.06..+0.08 with 1/√d. Neither grows, so neither fails on them; the whole check read 0.019,
+# 0.092 and 0.329 with 1/d (the last: o_proj at step 3) and 0.557, 0.071 with 1/√d (o_proj again). With random (not
+# zero) query weights, 1/√d's logits grow only once q and k align: at steps 8-10 its rows read +0.18..+0.32 and 1/d's
+# -0.23..-0.44, but by then o_proj and down_proj rows pass 0.15 under either. At this scale the check's rows see the
+# multiplier and its verdict separates neither (benchmarks/RESULTS.md, "Hugging Face families").
+def test_granite_attention_multiplier_shows_in_the_coordinate_checks_attention_rows() -> None:
+    scaling = training_session(tier="cpu")
+    rows = {}
+    for per_width in (attention_over_d, attention_over_sqrt_d):
+        with contextlib.suppress(AssertionError):  # the verdict is not asserted: at this scale it is noise (above)
+            checks.coord_check(scaling, granite(per_width))
+        rows[per_width] = attention_logit_rows(scaling)
+    over_d, over_sqrt_d = rows[attention_over_d], rows[attention_over_sqrt_d]
+    assert over_d.shape == over_sqrt_d.shape == (2, 3)  # two layers, steps 1-3
+    assert over_d.max() < -0.35 and over_sqrt_d.min() > -0.2
+    np.testing.assert_allclose(over_sqrt_d - over_d, 0.5, atol=0.15)
