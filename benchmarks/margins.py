@@ -8,6 +8,7 @@ fail is a broken side: its margin is how far it stays above the threshold.
 
     python benchmarks/margins.py                                  # seeds 0-2 (offsets 0, 1, 2) x threads 1, 2
     python benchmarks/margins.py --modules tests/test_negative_controls.py --offsets 0 1 --threads 1
+    python benchmarks/margins.py --out runs/ --resume                # a stopped study: reruns only what has no records
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main() -> int:
     parser.add_argument("--offsets", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--out", type=Path, default=None, help="keep the runs' records here (default: a temp dir)")
+    parser.add_argument("--resume", action="store_true", help="read, not rerun, a run whose directory under --out "
+                        "already holds records")
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="margins-"))
     values: dict[tuple[str, str], dict[str, float | None]] = defaultdict(dict)
@@ -61,9 +64,12 @@ def main() -> int:
         for offset in args.offsets:
             directory = root / f"seed+{offset}-threads{threads}"
             directory.mkdir(parents=True, exist_ok=True)
-            code, seconds = run(args.modules, offset, threads, directory)
             runs.append(f"seed+{offset}/t{threads}")
-            print(f"seed offset {offset}, {threads} threads: exit {code}, {seconds:.0f} s", file=sys.stderr, flush=True)
+            if args.resume and any(directory.glob("records-*.json")):
+                print(f"seed offset {offset}, {threads} threads: read from {directory}", file=sys.stderr, flush=True)
+            else:
+                code, seconds = run(args.modules, offset, threads, directory)
+                print(f"seed offset {offset}, {threads} threads: exit {code}, {seconds:.0f} s", file=sys.stderr, flush=True)
             for path in directory.glob("records-*.json"):
                 for record in json.loads(path.read_text())["records"]:
                     key = _key(record)

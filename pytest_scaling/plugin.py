@@ -49,7 +49,7 @@ OPTIONS: tuple[_Option, ...] = (
             "a usage error when no CUDA device is available", action="store_true"),
     _Option("--scaling-tier", "grid size: smoke, cpu (default) or gpu (default with --gpu; needs CUDA)",
             ini="string", metavar="{smoke,cpu,gpu}"),
-    _Option("--scaling-seeds", "seeds per grid point (default: the tier's: smoke 1, cpu 2, gpu 3)",
+    _Option("--scaling-seeds", "seeds per grid point (default: the tier's: smoke 1, cpu 2, gpu 3; a grid that sets its own, the cpu power law's 3, keeps it)",
             ini="int", metavar="N"),
     _Option("--scaling-report", "write a report, .html, .md or .json by extension; repeatable",
             ini="args", metavar="PATH", action="append"),

@@ -5,6 +5,7 @@ L^-1/2)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Callable
 
 import pytest
@@ -38,6 +39,7 @@ def depth_scaled_gpt(residual_scale: str | None) -> Callable[[int], ModelFamily]
 # DEPTH (depths 2 and 8, widths 16/32, LRs 10^-2..10^-0.75, 100 steps with warmup and cosine), seed 0.
 # Measured growth of S per doubling of depth over seeds 0-9, max of the two widths: Depth-μP 0.001-0.006, plain
 # residuals 0.026-0.145 (seed 0: 0.039 at width 16; the top LR's loss at depth 8 rises to 1.3-2.0 nats). Bound 0.01.
+# Which width shows the growth first varies with the seed (seed 2: width 32 alone).
 def test_depth_sensitivity_holds_under_depth_mup_and_fails_with_plain_residuals(session: ScalingSession) -> None:
     grid = DEPTH
     clean = checks.depth(session, depth_scaled_gpt("depth-mup"), grid)
@@ -46,7 +48,8 @@ def test_depth_sensitivity_holds_under_depth_mup_and_fails_with_plain_residuals(
     with pytest.raises(AssertionError, match="depth check failed") as failure:
         checks.depth(session, depth_scaled_gpt(None), grid)
     message = str(failure.value)
-    assert "width 16: S grows" in message and "threshold ≤ 0.01" in message and "residual_scale='depth-mup'" in message
+    assert re.search(r"width (16|32): S grows", message) and "threshold ≤ 0.01" in message
+    assert "residual_scale='depth-mup'" in message
     record = session.records[-1]["values"]
     assert record["property"] == "depth" and record["depths"] == [2, 8] and record["value"] > 0.02
     assert len(record["sensitivity"]) == 2 and len(record["log2_lr_opt"][-1]) == 2
