@@ -418,7 +418,7 @@ class TokenFile(Task):
 @dataclass(frozen=True)
 class TextFiles(Task):
     """Byte-level language modelling (vocab 256) on text: the files in ``paths``, concatenated, or by default the prose
-    of the Python documentation every Python ships with (``pydoc_data.topics``, about 0.6 MB of English).
+    of the Python documentation every Python ships with (``pydoc_data.topics``, about 0.5 MB of English).
 
     The last ``heldout`` fraction of the bytes is never trained on: ``evaluation_batches`` reads ``eval_windows``
     windows evenly spaced over it, the same in every run, and a run's final loss is its loss there. The config carries
