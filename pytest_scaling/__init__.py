@@ -41,7 +41,7 @@ _PUBLIC = {
     "assert_decay_timescale": "assertions",
 }
 _SUBMODULES = ("families", "tasks", "parametrization", "fit", "metrics", "assertions", "train", "optim", "checks",
-               "properties")
+               "properties", "interventions")
 
 __all__ = sorted(_PUBLIC) + list(_SUBMODULES)
 

@@ -15,6 +15,8 @@ from .fit import ExtrapolationResult, PowerLawFit
 from .metrics import CoordCheckResult, CurveShiftResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
 
 WIDEN_GRID = "widen the LR grid"
+#: Starts the line of a failure that names possible causes nobody tested: the suite's diagnosis replaces it.
+HINT_PREFIX = "untested hint"
 
 
 def _num(value: float | None) -> str:
@@ -22,9 +24,15 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def _hint(seen: str, ask: str) -> str:
+    """What the evidence shows (a description), then what might cause it: a question, labelled as one."""
+    return f"{seen}\n{HINT_PREFIX} (a question, not a finding; --scaling-diagnose tests the usual fixes): {ask}"
+
+
 def _fail(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], facts: Sequence[str], hint: str) -> NoReturn:
+    """Raise the failure: title, evidence table, facts, then ``hint`` (see ``_hint``)."""
     table = tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
-    raise AssertionError("\n".join([title, "", table, "", *facts, f"hint: {hint}"]))
+    raise AssertionError("\n".join([title, "", table, "", *facts, hint]))
 
 
 def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -> TransferResult:
@@ -43,13 +51,15 @@ def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -
     if result.inconclusive or result.inconclusive_cells:
         facts += [f"width {_num(w)} seed {s}: {why}" for w, s, why in result.inconclusive_cells]
         _fail("LR transfer inconclusive: the LR grid does not bracket every optimum", headers, rows,
-              facts + ([result.reason] if result.reason else []), f"{WIDEN_GRID} (extend it past the edge named above)")
+              facts + ([result.reason] if result.reason else []),
+              f"an optimum sits on the LR grid's edge: {WIDEN_GRID} (extend it past the edge named above)")
     assert result.slope is not None
     if abs(result.slope) > max_abs_slope:
-        hint = ("the optimum drifts like SP (η* falls as width grows): is the hidden-layer LR scaled by 1/m?"
+        hint = (_hint("the optimum drifts like SP: η* falls as width grows",
+                      "is the hidden-layer LR scaled by 1/m, and the readout zero-initialised or multiplied by 1/m?")
                 if result.slope < 0 else
-                "the optimum rises with width: is a 1/m LR or multiplier applied to a layer that should not scale "
-                "(input weights, biases, norm gains)?")
+                _hint("the optimum rises with width", "is a 1/m LR or multiplier applied to a layer that should not "
+                      "scale (input weights, biases, norm gains)?"))
         _fail("LR transfer failed: the optimal LR moves with width", headers, rows, facts, hint)
     return result
 
@@ -80,19 +90,19 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
     first = int(np.flatnonzero(failing[:, earliest])[0])
     facts.append(f"the first to grow: {result.layers[first]} at step {result.steps[earliest]}")
     if step == 0:
-        hint = ("activations already scale with width at initialisation: is the init variance 1/fan_in "
-                "(1/fan_in² for the readout)?")
+        hint = _hint("activations already scale with width at initialisation",
+                     "is the init variance 1/fan_in (1/fan_in² or zero for the readout)?")
     elif slopes[worst] < 0:
-        hint = "activations shrink with width during training: is an LR or multiplier scaled down twice?"
+        hint = _hint("activations shrink with width during training", "is an LR or multiplier scaled down twice?")
     elif first == len(result.layers) - 1:
-        hint = ("the output layer grows with width first: is the readout initialised with variance 1/fan_in² (or zero) "
-                "and its LR or forward multiplier scaled by 1/m?")
+        hint = _hint("the output layer grows with width first", "is the readout initialised with variance 1/fan_in² "
+                     "(or zero) and its LR or forward multiplier scaled by 1/m?")
     elif "attn" in result.layers[first] or "attention" in result.layers[first]:
-        hint = (f"attention grows with width first, at {result.layers[first]}: are attention logits scaled by "
-                "1/d_head (muP), not 1/sqrt(d_head), and is the hidden-layer LR scaled by 1/m?")
+        hint = _hint(f"attention grows with width first, at {result.layers[first]}", "are attention logits scaled "
+                     "by 1/d_head (μP), not 1/sqrt(d_head), and is the hidden-layer LR scaled by 1/m?")
     else:
-        hint = (f"hidden activations grow with width first, at {result.layers[first]}: "
-                "is the hidden-layer LR scaled by 1/m?")
+        hint = _hint(f"hidden activations grow with width first, at {result.layers[first]}",
+                     "is the hidden-layer LR scaled by 1/m?")
     _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
 
 
@@ -141,13 +151,14 @@ def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float =
     facts = [f"depths {', '.join(_num(d) for d in result.widths)}; worst: {layer} at step {step}, "
              f"slope {slope:+.3f}; threshold |slope| ≤ {max_abs_slope}", *_zero_facts(result)]
     if step == 0 and slope > 0:
-        hint = ("the residual branches add up at initialisation: scale each by 1/√L "
-                "(families.gpt(residual_scale='1/sqrt(L)'))")
+        hint = _hint("the residual branches add up at initialisation",
+                     "is each branch scaled by 1/√L (families.gpt(residual_scale='1/sqrt(L)'))?")
     elif slope > 0:
-        hint = ("the blocks' updates add up over depth: scale each residual branch by 1/√L and the blocks' LR by "
-                "(L / L_base)^-1/2 (Depth-μP: families.gpt(residual_scale='depth-mup'), parametrization.with_depth_lr)")
+        hint = _hint("the blocks' updates add up over depth", "is each residual branch scaled by 1/√L and the "
+                     "blocks' LR by (L / L_base)^-1/2 (Depth-μP: families.gpt(residual_scale='depth-mup'), "
+                     "parametrization.with_depth_lr)?")
     else:
-        hint = "the residual stream shrinks with depth: is a branch multiplier or the blocks' LR scaled down twice?"
+        hint = _hint("the residual stream shrinks with depth", "is a branch multiplier or the blocks' LR scaled down twice?")
     _fail("depth coordinate check failed: the residual stream scales with depth", headers, rows, facts, hint)
 
 
@@ -162,7 +173,8 @@ def _assert_curve_transfer(result: CurveShiftResult, *, size_name: str, context:
              f"threshold |slope| ≤ {max_abs_slope}"]
     _fail(f"LR transfer across {size_name} failed: the loss-vs-LR curve moves with {size_name}",
           [size_name, "shift (log2 LR, mean)", "shift per seed"], rows, facts,
-          hint_falls if result.slope < 0 else hint_rises)
+          _hint(f"the optimal LR falls as {size_name} grows", hint_falls) if result.slope < 0 else
+          _hint(f"the optimal LR rises as {size_name} grows", hint_rises))
 
 
 def assert_lr_curve_transfer(result: CurveShiftResult, *, max_abs_slope: float) -> CurveShiftResult:
@@ -170,9 +182,9 @@ def assert_lr_curve_transfer(result: CurveShiftResult, *, max_abs_slope: float) 
     max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat."""
     return _assert_curve_transfer(
         result, size_name="width", context="", max_abs_slope=max_abs_slope,
-        hint_falls="the optimal LR falls as width grows: train under μP (hidden and readout LR × 1/m, readout init "
-                   "≤ 1/width), and at small widths start the readout at zero (families.gpt(zero_readout=True))",
-        hint_rises="the optimal LR rises as width grows: is a layer's LR or init scaled down twice?")
+        hint_falls="is the family under μP (hidden and readout LR × 1/m, readout init ≤ 1/width), and does the "
+                   "readout start at zero at small widths (families.gpt(zero_readout=True))?",
+        hint_rises="is a layer's LR or init scaled down twice?")
 
 
 def assert_depth_lr_transfer(result: CurveShiftResult, *, width: float, max_abs_slope: float) -> CurveShiftResult:
@@ -180,9 +192,9 @@ def assert_depth_lr_transfer(result: CurveShiftResult, *, width: float, max_abs_
     max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat."""
     return _assert_curve_transfer(
         result, size_name="depth", context=f"width {_num(width)}: ", max_abs_slope=max_abs_slope,
-        hint_falls="the optimal LR falls as depth grows (the blocks' updates add up): scale the blocks' LR by "
-                   "(L / L_base)^-1/2 with 1/√L branches (Depth-μP: families.gpt(residual_scale='depth-mup'))",
-        hint_rises="the optimal LR rises as depth grows: is the blocks' LR or their branch multiplier scaled down twice?")
+        hint_falls="do the blocks' updates add up: are the blocks' LR scaled by (L / L_base)^-1/2 with 1/√L "
+                   "branches (Depth-μP: families.gpt(residual_scale='depth-mup'))?",
+        hint_rises="is the blocks' LR or their branch multiplier scaled down twice?")
 
 
 def _fit_summary(fit: PowerLawFit) -> str:
@@ -204,9 +216,9 @@ def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
         return fit
     rows = [[_num(x), _num(y), _num(float(fit.predict(x))), f"{r:+.4f}"] for x, y, r in zip(fit.x, fit.y, fit.residuals)]
     facts = [_fit_summary(fit), f"threshold: R² ≥ {min_r2}" + (f", alpha in {list(alpha_range)}" if alpha_range else "")]
-    hint = ("the losses bend away from a power law: use the best-LR loss per size (Metz), drop sizes too small "
-            "for the power-law regime, or train every size equally long" if not r2_ok else
-            "the exponent is outside the expected range: check what x measures (parameters, width, compute)")
+    hint = (_hint("the losses bend away from a power law", "is each size's loss its best-LR loss (Metz), are the "
+                  "smallest sizes in the power-law regime, and did every size train equally long?") if not r2_ok else
+            _hint("the exponent is outside the expected range", "what does x measure (parameters, width, compute)?"))
     _fail("power law check failed", ["x", "L", "fitted", "log residual"], rows, facts, hint)
 
 
@@ -231,8 +243,8 @@ def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, requ
     facts = [_fit_summary(result.fit),
              f"max |relative error| {result.max_rel_error:.2%}; a point fails beyond {rtol:.2%} and beyond "
              f"{result.n_sigma:g}σ of its observed loss's seed noise; z counts the fit's own spread too"]
-    hint = ("the held-out sizes leave the fitted curve: fit the best-LR loss per size (at a fixed LR, SP drifts off), "
-            "or check that the largest sizes trained as long relative to their size")
+    hint = _hint("the held-out sizes leave the fitted curve", "is each size's loss its best-LR loss (at a fixed LR, "
+                 "SP drifts off), and did the largest sizes train as long relative to their size?")
     _fail("extrapolation check failed: the power law does not predict the held-out sizes",
           ["x", "observed", "predicted", "rel. error", "95% band", "in band", "z (σ)"], rows, facts, hint)
 
@@ -272,8 +284,8 @@ def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence
             + ([_num(lower_than.mean[i])] if lower_than is not None else [])
             for i, (label, m) in enumerate(zip(labels, means))]
     facts = problems + ([f"growth per doubling of {size_header}: {growth:.4g}"] if growth is not None else [])
-    hint = ("the loss is sensitive to the LR: add qk-layernorm and z-loss (1e-4), check the per-layer LR scaling, "
-            "and look at the loss-vs-LR curves for diverged runs")
+    hint = _hint("the loss is sensitive to the LR (see the loss-vs-LR curves for diverged runs)",
+                 "does the model lack qk-layernorm or z-loss, or scale a layer's LR wrongly?")
     _fail("LR sensitivity check failed", headers, rows, facts, hint)
 
 
@@ -292,8 +304,8 @@ def assert_no_logit_divergence(trends: LogitTrend | Mapping[str, LogitTrend] | S
              "DIVERGED" if t.diverged else ("DRIFTED" if t.drifted else ("growing" if t.growing else "ok"))]
             for name, t in named]
     facts = [f"failing: {', '.join(bad)}" + ("" if allow_growth else "; sustained growth counts as failure")]
-    hint = ("logits grow without bound or log Z drifts from 0: qk-layernorm bounds the attention logits, z-loss (strong "
-            "enough for the run's length) and weight decay keep log Z near 0; otherwise lower the LR")
+    hint = _hint("logits grow without bound or log Z drifts from 0", "does the model lack qk-layernorm (it bounds "
+                 "the attention logits) or a z-loss strong enough for the run's length (it keeps log Z near 0)?")
     _fail("logit divergence", ["series", "final", "max |value|", "drift (2nd half)", "mid-run", "rise (2nd half)",
                                "status"], rows, facts, hint)
 
@@ -312,8 +324,8 @@ def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01) -> WidthTr
     i, j = result.worst_pair
     facts = [f"worst: width {_num(result.widths[j])} is {result.max_rel_increase:.2%} above width {_num(result.widths[i])}; "
              f"threshold ≤ {rtol:.2%}; slope {_num(result.slope_per_doubling)} per doubling"]
-    hint = ("wider is worse at a fixed LR: the optimum drifts with width; is the hidden-layer LR scaled by 1/m and "
-            "the readout initialised with variance 1/fan_in² (or zero)?")
+    hint = _hint("wider is worse at a fixed LR: the optimum drifts with width", "is the hidden-layer LR scaled by "
+                 "1/m and the readout initialised with variance 1/fan_in² (or zero)?")
     _fail("wider is not better", ["width", "loss", "vs best narrower"], rows, facts, hint)
 
 
@@ -343,8 +355,8 @@ def assert_adam_epsilon(result: EpsilonResult, *, max_frac_below_eps: float = 0.
              f"threshold: fraction of coordinates with √v̂ < ε ≤ {max_frac_below_eps}, gradient RMS ≥ {min_rms_ratio:g}·ε",
              f"slope of log2 gradient RMS per doubling of width: {_num(slope)} (median over layers, widths "
              f"{', '.join(_num(w) for w in result.widths)}; negative: wider runs sit closer to ε)"]
-    hint = ("ε swamps the gradients and shrinks the updates: use pytest_scaling.optim.AdamAtan2 (no ε, invariant to "
-            "gradient scale) or an ε well below the smallest gradient RMS in the table")
+    hint = _hint("ε is within reach of the gradients' size, so it shrinks the updates", "would an ε well below the "
+                 "smallest gradient RMS in the table, or pytest_scaling.optim.AdamAtan2 (no ε), fix it?")
     _fail("Adam epsilon check failed: ε is not small against the gradients",
           ["layer", "grad RMS", "ε", "grad RMS / ε", "fraction √v̂ < ε", "width", "lr", "fails on"], rows, facts, hint)
 
@@ -363,9 +375,9 @@ def assert_decay_timescale(result: DecayTimescales, *, max_abs_slope: float = 0.
     facts = [f"{len(failing)} of {len(result.names)} decayed parameters change timescale with width at LR "
              f"{_num(result.lr)} (rows: the largest |slope| first, at most 12); threshold |slope| ≤ {max_abs_slope}",
              "τ: steps over which weight decay alone shrinks a parameter by a factor e (∞: not decayed)"]
-    hint = ("the decay's timescale follows the width-scaled LR: is the decay coupled to the LR (torch AdamW's "
-            "weight_decay multiplies the group's LR)? decay each group independently of its LR, e.g. weight_decay = "
-            "λ / group_lr, so that lr·weight_decay is the same at every width")
+    hint = _hint("the decay's timescale follows the width-scaled LR", "is the decay coupled to the LR (torch "
+                 "AdamW's weight_decay multiplies the group's LR)? weight_decay = λ / group_lr makes lr·weight_decay "
+                 "the same at every width")
     _fail("weight decay's timescale changes with width", ["parameter", *(f"τ at {_num(w)}" for w in result.widths),
                                                             "slope"], rows, facts, hint)
 
@@ -385,7 +397,7 @@ def assert_depth_sensitivity(sensitivity: SensitivityResult, optimum: TransferRe
     slope = "—" if optimum.slope is None else f"{optimum.slope:.3f}"
     facts = [f"width {_num(width)}: S grows {growth:.4g} per doubling of depth; threshold ≤ {max_growth_per_doubling}",
              f"slope of log2 η* on log2 depth: {slope}"]
-    hint = ("deep stacks lose the high LRs: scale each residual branch by 1/√L and the blocks' LR by L^-1/2 (Depth-μP; "
-            "families.gpt(residual_scale='depth-mup')) and look at the loss-vs-LR curves of the deepest model")
+    hint = _hint("deep stacks lose the high LRs (see the deepest model's loss-vs-LR curve)", "is each residual "
+                 "branch scaled by 1/√L and the blocks' LR by L^-1/2 (Depth-μP; families.gpt(residual_scale='depth-mup'))?")
     _fail("depth check failed: LR sensitivity grows with depth", ["depth", "S", "η* (log2, mean)", "η* (log2) per seed"],
           rows, facts, hint)

@@ -18,6 +18,7 @@ import pytest
 from pytest_scaling import baseline as baselines
 from pytest_scaling.report import check_path, write_report
 from pytest_scaling.report.model import ReportError, dump_json, environment, load, make_record, make_report, write_text
+from pytest_scaling.report.markdown import diagnoses
 from pytest_scaling.report.table import grouped
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.store import CACHE_FILE, DEFAULT_CACHE_DIR, CacheError, ResultCache
@@ -61,6 +62,9 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--scaling-no-cache", "train every run, reading and writing no cache", action="store_true"),
     _Option("--scaling-executor", "where runs execute: local (default) or ray",
             ini="string", metavar="{local,ray}"),
+    _Option("--scaling-diagnose", "when a suite property fails, rerun it with each known fix it names (zero readout, "
+            "readout × 1/m, μP hidden LR, 1/d attention, qk-layernorm, z-loss, lower ε, ...) applied to the family, "
+            "at most 4, and report which restores it", ini="bool", action="store_true"),
     _Option("--scaling-family", "run the suite on this ModelFamily (or a no-argument callable returning one), "
             "imported from the current directory, in place of the built-in reference families; repeatable",
             ini="args", metavar="MODULE:ATTR", action="append"),
@@ -89,6 +93,7 @@ class _Settings:
     family_specs: tuple[str, ...]
     cache_dir: Path | None
     executor: str
+    diagnose: bool = False
     reports: tuple[Path, ...] = ()
     baseline: dict[str, Any] | None = None
     save_baseline: Path | None = None
@@ -273,7 +278,7 @@ def pytest_configure(config: pytest.Config) -> None:
     save_baseline = next(iter(_given_path(config, "scaling_save_baseline")), None)
     config.stash[_SETTINGS] = _Settings(
         tier, _device_type(config, tier), n_seeds, family_specs, _cache_dir(config), executor,
-        reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline,
+        diagnose=bool((_given(config, "scaling_diagnose") or (False,))[0]), reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline,
     )
     config.stash[_RUN] = run = _Run()
     config.pluginmanager.register(run, "scaling-run")
@@ -465,6 +470,7 @@ def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: tor
         seeds=list(range(settings.n_seeds)),
         cache_dir=settings.cache_dir,
         executor=settings.executor,
+        diagnose=settings.diagnose,
     )
     pytestconfig.stash[_SESSION] = session
     return session
@@ -520,5 +526,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     terminalreporter.section("scaling")
     terminalreporter.write_line(f"{len(report['records'])} records ({env['tier']} tier, {env['device']}):")
     terminalreporter.write_line(grouped(report, "simple"))
+    for record, diagnosis in diagnoses(report):
+        terminalreporter.write_line(f"diagnosis of {record['name']}: {diagnosis.conclusion()}", bold=True)
     for note in comparison.notes() if comparison is not None else []:
         terminalreporter.write_line(note, yellow=True, bold=True)

@@ -40,7 +40,8 @@ class Property:
 
     ``grid`` is the attribute of :class:`pytest_scaling.tiers.Tier` holding its grid (None on a tier: not asserted
     there); ``check`` the library function in ``pytest_scaling.checks`` that runs it, called as
-    ``check(scaling, family)``; ``needs_depth``: it sweeps depths through the family's ``at_depth``.
+    ``check(scaling, family)``; ``needs_depth``: it sweeps depths through the family's ``at_depth``;
+    ``interventions``: the known fixes (``pytest_scaling.interventions``) a diagnosis tries when it fails, most likely first.
     """
 
     name: str
@@ -50,6 +51,7 @@ class Property:
     check: str
     needs_depth: bool = False
     in_suite: bool = True
+    interventions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.worse not in WORSE:
@@ -86,35 +88,41 @@ def _properties(*entries: Property) -> dict[str, Property]:
     return {entry.name: entry for entry in entries}
 
 
+#: What a failure of each kind of property is diagnosed with, most likely cause first.
+_MUP_FIXES = ("zero_readout", "readout_multiplier", "mup_hidden_lr", "attention_1_over_d")
+_LAW_FIXES = ("zero_readout", "readout_multiplier", "mup_hidden_lr")
+_STABILITY_FIXES = ("qk_layernorm", "z_loss", "attention_1_over_d", "readout_multiplier")
+_DEPTH_FIXES = ("residual_1_over_sqrt_depth",)
+
 PROPERTIES: dict[str, Property] = _properties(
     Property("coord_check", "no layer's activation size grows with width in the first Adam steps", "higher",
-             grid="coord_check", check="coord_check"),
+             grid="coord_check", check="coord_check", interventions=_MUP_FIXES),
     Property("lr_curve_transfer", "the loss-vs-LR curve does not move along the LR axis as width grows", "higher_abs",
-             grid="curve_transfer", check="lr_curve_transfer"),
+             grid="curve_transfer", check="lr_curve_transfer", interventions=_MUP_FIXES),
     Property("lr_transfer", "the optimal LR (η*) does not drift with width", "higher_abs",
-             grid="lr_transfer", check="lr_transfer", in_suite=False),
+             grid="lr_transfer", check="lr_transfer", in_suite=False, interventions=_MUP_FIXES),
     Property("wider_is_better", "at the LR tuned at the narrowest width, loss does not rise with width", "higher",
-             grid="curve_transfer", check="wider_is_better"),
+             grid="curve_transfer", check="wider_is_better", interventions=_MUP_FIXES),
     Property("power_law", "the best-LR loss follows E + A·N^-α across widths", "higher",
-             grid="power_law", check="power_law"),
+             grid="power_law", check="power_law", interventions=_LAW_FIXES),
     Property("extrapolation", "a power law fitted without the largest width predicts it", "higher",
-             grid="power_law", check="extrapolates"),
+             grid="power_law", check="extrapolates", interventions=_LAW_FIXES),
     Property("lr_sensitivity", "LR sensitivity (Wortsman et al.) stays bounded at every width", "higher",
-             grid="stability", check="lr_sensitivity"),
+             grid="stability", check="lr_sensitivity", interventions=_STABILITY_FIXES[:3]),
     Property("qk_layernorm_lowers_sensitivity", "qk-layernorm lowers LR sensitivity at every width", "higher",
              grid="stability", check="qk_layernorm_lowers_sensitivity", in_suite=False),
     Property("no_logit_divergence", "attention and output logits neither diverge nor drift up to the top LR", "higher",
-             grid="stability", check="no_logit_divergence"),
+             grid="stability", check="no_logit_divergence", interventions=_STABILITY_FIXES),
     Property("adam_epsilon", "Adam's ε stays small against every layer's gradients at the largest width", "higher",
-             grid="adam_epsilon", check="adam_epsilon"),
+             grid="adam_epsilon", check="adam_epsilon", interventions=("lower_eps",)),
     Property("weight_decay", "weight decay forgets over the same number of steps (1/(ηλ)) at every width", "higher",
-             grid="weight_decay", check="weight_decay"),
+             grid="weight_decay", check="weight_decay", interventions=("decay_at_base_lr",)),
     Property("depth_coord_check", "the residual stream's size does not scale with depth", "higher",
-             grid="depth_coord", check="depth_coord_check", needs_depth=True),
+             grid="depth_coord", check="depth_coord_check", needs_depth=True, interventions=_DEPTH_FIXES),
     Property("depth_lr_transfer", "the loss-vs-LR curve does not move along the LR axis as depth grows", "higher_abs",
-             grid="depth_transfer", check="depth_lr_transfer", needs_depth=True),
+             grid="depth_transfer", check="depth_lr_transfer", needs_depth=True, interventions=_DEPTH_FIXES),
     Property("depth", "LR sensitivity grows with depth by at most a bound per doubling", "higher",
-             grid="depth", check="depth", needs_depth=True),
+             grid="depth", check="depth", needs_depth=True, interventions=_DEPTH_FIXES),
 )
 
 #: The properties the packaged suite asserts on every family, in the order it runs them.

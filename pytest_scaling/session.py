@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 class ScalingSession:
     """Session-wide state shared by every scaling test: where and how large runs are, and what they recorded.
 
-    ``cache_dir`` None means no run cache; otherwise its file is created by the first sweep.
+    ``cache_dir`` None means no run cache; otherwise its file is created by the first sweep. ``diagnose``: a failing
+    suite property is rerun with the fixes it names (``pytest_scaling.diagnosis``).
     """
 
     tier: Tier
@@ -33,6 +34,7 @@ class ScalingSession:
     seeds: list[int]
     cache_dir: Path | None = None
     executor: str = "local"
+    diagnose: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
     _cache: ResultCache | None = field(default=None, init=False, repr=False)
     _brackets: dict[Any, LRBracket] = field(default_factory=dict, init=False, repr=False)

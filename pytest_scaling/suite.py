@@ -103,6 +103,15 @@ def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[
     return prop.run(scaling, family, grid)
 
 
+def _with_diagnosis(evidence: str, scaling: Any, family: ModelFamily, prop: Property, suite: type[ScalingSuite]) -> str:
+    """The failure's evidence with its untested hint replaced by what a diagnosis measured."""
+    from .assertions import HINT_PREFIX
+    from .diagnosis import diagnose_failure
+
+    diagnosis = diagnose_failure(scaling, family, prop, suite.grids.get(prop.name))
+    return f"{evidence.split(HINT_PREFIX, 1)[0].rstrip()}\n\n{diagnosis.render()}"
+
+
 def _suite_test(prop: Property) -> Callable[..., Any]:
     """The test method of one property: run it on the class's (or the session's) family."""
 
@@ -113,6 +122,8 @@ def _suite_test(prop: Property) -> Callable[..., Any]:
             return
         except AssertionError as failure:
             evidence = str(failure)
+        if scaling.diagnose:
+            evidence = _with_diagnosis(evidence, scaling, scaling_family, prop, type(self))
         # The evidence table is the whole story: no traceback through the library, nor the exception it came from.
         pytest.fail(evidence, pytrace=False)
 

@@ -52,7 +52,8 @@ def test_sp_drift_fails_with_the_per_width_table():
     assert "width    η* (log2, mean)    η* (log2) per seed    seeds" in msg
     assert "512      -11.00             -11.00, -11.00        2/2" in msg
     assert "slope of log2 η* on log2 width: -1.000 (95% CI over seeds [-1.000, -1.000]); threshold |slope| ≤ 0.25" in msg
-    assert "hint: the optimum drifts like SP" in msg and "hidden-layer LR scaled by 1/m" in msg
+    assert "the optimum drifts like SP: η* falls as width grows\n" in msg
+    assert "untested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): is the hidden-layer LR scaled by 1/m" in msg
 
 
 def test_rising_optimum_fails_with_its_own_hint():
@@ -65,7 +66,7 @@ def test_an_edge_optimum_fails_with_widen_the_grid_even_if_the_rest_is_flat():
     assert "inconclusive" in msg
     assert "512      —                  edge, edge            0/2" in msg
     assert "width 512 seed 0: optimum at the lower edge of the LR grid" in msg
-    assert "hint: widen the LR grid" in msg
+    assert "an optimum sits on the LR grid's edge: widen the LR grid" in msg
 
 
 def test_a_fully_inconclusive_result_fails():
@@ -94,14 +95,14 @@ def test_readout_growth_fails_with_the_readout_hint():
     assert "layer    t=0     t=1     t=2     max |slope|" in msg
     assert "readout  +0.000  +0.600  +1.000  1.000" in msg
     assert "worst: readout at step 2, slope +1.000; threshold |slope| ≤ 0.15" in msg
-    assert "hint: the output layer grows with width first: is the readout initialised with variance 1/fan_in²" in msg
+    assert "the output layer grows with width first\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): is the readout initialised with variance 1/fan_in²" in msg
 
 
 def test_the_hint_follows_the_first_layer_to_grow_not_the_worst():
     # The readout grows at step 1; a hidden layer only later (fed by it) but more: the readout is named.
     msg = failure(assert_coord_check, coord([[0, 0.05, 0.9], [0, 0.02, 0.1], [0, 0.6, 0.7]]))
     assert "worst: input at step 2" in msg and "the first to grow: readout at step 1" in msg
-    assert "hint: the output layer grows with width first" in msg
+    assert "the output layer grows with width first\n" in msg
 
 
 def test_hidden_growth_fails_with_the_hidden_lr_hint():
@@ -129,7 +130,7 @@ def test_a_bent_curve_fails_with_residuals():
     assert "power law check failed" in msg
     assert "x          L      fitted    log residual" in msg
     assert "threshold: R² ≥ 0.98" in msg and "R² (log) = " in msg
-    assert "hint: the losses bend away from a power law" in msg
+    assert "the losses bend away from a power law\n" in msg
 
 
 def test_alpha_outside_its_range_fails():
@@ -151,7 +152,7 @@ def test_bad_extrapolation_fails_with_the_holdout_table():
     assert "1e+09      2.281       1.983        -13.04%" in msg and "no         -29.7" in msg
     assert "a point fails beyond 5.00% and beyond 3σ of its observed loss's seed noise" in msg
     assert "fit L = E + A·x^-alpha on 6 points" in msg
-    assert "hint: the held-out sizes leave the fitted curve: fit the best-LR loss per size" in msg
+    assert "the held-out sizes leave the fitted curve\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): is each size's loss its best-LR loss" in msg
 
 
 def test_a_miss_must_exceed_both_the_tolerance_and_the_seed_noise_to_fail():
@@ -191,7 +192,7 @@ def test_high_sensitivity_fails_with_the_per_size_table():
     assert "width    S (mean)    S per seed" in msg
     assert "S exceeds 0.1" in msg
     assert "growth per doubling of width" in msg
-    assert "hint: the loss is sensitive to the LR: add qk-layernorm and z-loss" in msg
+    assert "the loss is sensitive to the LR" in msg and "untested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): does the model lack qk-layernorm or z-loss" in msg
 
 
 def test_growth_with_size_fails():
@@ -234,7 +235,7 @@ def test_growing_and_diverged_series_fail():
     assert "series    final    max |value|    drift (2nd half)    mid-run    rise (2nd half)    status" in msg
     assert "growing" in msg and "DIVERGED" in msg
     assert "failing: series 0, series 1" in msg
-    assert "hint: logits grow without bound or log Z drifts from 0: qk-layernorm" in msg
+    assert "logits grow without bound or log Z drifts from 0\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): does the model lack qk-layernorm" in msg
 
 
 def test_a_normaliser_that_moves_away_from_zero_drifts():
@@ -267,4 +268,4 @@ def test_rising_loss_fails_with_the_width_table():
     assert "width    loss    vs best narrower" in msg
     assert "512      0.99    +10.00%" in msg
     assert "worst: width 512 is 10.00% above width 128; threshold ≤ 1.00%" in msg
-    assert "hint: wider is worse at a fixed LR" in msg
+    assert "wider is worse at a fixed LR" in msg

@@ -93,7 +93,7 @@ def test_extrapolation_flags_sp_at_the_lr_tuned_narrow_but_not_mup_tuned_per_wid
         checks.power_law(four_seed_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
     with pytest.raises(AssertionError, match="extrapolation check failed") as failure:
         checks.extrapolates(four_seed_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
-    assert "fit the best-LR loss per size" in str(failure.value)
+    assert "is each size's loss its best-LR loss" in str(failure.value)
     records = [r["values"] for r in four_seed_session.records[-4:]]
     assert [r["property"] for r in records] == ["power_law", "extrapolation"] * 2
     assert records[-1]["lr_policy"] == "tuned_at_smallest" and len(set(records[-1]["lrs"])) == 1

@@ -87,7 +87,8 @@ MLP_COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, b
 def test_coord_check_fails_on_mlp_hidden_layers_when_their_lr_is_not_scaled(session: ScalingSession) -> None:
     with pytest.raises(AssertionError, match="coordinate check failed") as failure:
         checks.coord_check(session, families.mlp(parametrization=UNSCALED_HIDDEN_LR), MLP_COORD)
-    assert "hidden activations grow with width first, at 2: is the hidden-layer LR scaled by 1/m?" in str(failure.value)
+    assert "hidden activations grow with width first, at 2\n" in str(failure.value)
+    assert "is the hidden-layer LR scaled by 1/m?" in str(failure.value)
     record = last_record(session, "coord_check[mlp-d3-mup-unscaled-hidden-lr]")
     slopes = dict(zip(record["layers"], record["slopes"]))
     assert all(s > 0.15 for layer in ("2", "4") for s in slopes[layer])

@@ -130,7 +130,7 @@ def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytest
     result = inline(user_repo, "-rN", "-k", "test_coord_check")
     result.assert_outcomes(failed=1, deselected=len(SUITE) - 1)
     result.stdout.fnmatch_lines(["*coordinate check failed: activation size scales with width*", "*layer*t=1*",
-                                 "*the first to grow: *", "*hint: *"])
+                                 "*the first to grow: *", "*untested hint (a question, not a finding*"])
     assert "Traceback" not in result.stdout.str() and "pytest_scaling/" not in result.stdout.str()
     assert result.stdout.str().count("coordinate check failed") == 1  # once: not again as a chained exception
 

@@ -10,6 +10,7 @@ evidence for the report, and returns the result. A user's own scaling test is th
 
 from __future__ import annotations
 
+from ..diagnosis import diagnose
 from .adam import adam_epsilon
 from .decay import weight_decay
 from .depth import depth, depth_coord_check, depth_lr_transfer
@@ -17,5 +18,5 @@ from .mup import coord_check, lr_curve_transfer, lr_transfer, wider_is_better
 from .scaling_law import extrapolates, power_law
 from .stability import lr_sensitivity, no_logit_divergence, qk_layernorm_lowers_sensitivity
 
-__all__ = ["adam_epsilon", "depth", "depth_coord_check", "depth_lr_transfer", "coord_check", "lr_transfer", "lr_curve_transfer", "wider_is_better", "lr_sensitivity", "no_logit_divergence",
+__all__ = ["adam_epsilon", "diagnose", "depth", "depth_coord_check", "depth_lr_transfer", "coord_check", "lr_transfer", "lr_curve_transfer", "wider_is_better", "lr_sensitivity", "no_logit_divergence",
            "qk_layernorm_lowers_sensitivity", "power_law", "extrapolates", "weight_decay"]

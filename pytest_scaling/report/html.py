@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
+from pytest_scaling.diagnosis import Diagnosis
 from pytest_scaling.report.markdown import environment_line
 from pytest_scaling.report.model import ci_bounds, is_number
 from pytest_scaling.baseline import Z_FLAG
@@ -426,11 +427,32 @@ FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
 }
 
 
+def _plot_diagnosis(axes: Axes, record: dict[str, Any]) -> None:
+    """The property's value as written and with each tried intervention (|value| where either sign is worse), against
+    its threshold: green passed, red failed, grey no verdict."""
+    diagnosis = Diagnosis.from_dict(record["data"]["diagnosis"])
+    trials = [diagnosis.as_written, *diagnosis.trials]
+    absolute = diagnosis.worse == "higher_abs"
+    values = _floats(abs(t.value) if absolute and t.value is not None else t.value for t in trials)
+    colours = ["tab:green" if t.passed else "tab:red" if t.passed is False else "grey" for t in trials]
+    positions = list(range(len(trials)))[::-1]
+    axes.barh(positions, [0.0 if math.isnan(v) else v for v in values], color=colours)
+    axes.set_yticks(positions, [t.summary for t in trials], fontsize="small")
+    if is_number(diagnosis.threshold):
+        axes.axvline(abs(diagnosis.threshold), color="red", linestyle="--", label="threshold")
+        axes.legend(fontsize="small")
+    axes.set(xlabel=f"{'|' + diagnosis.property + '|' if absolute else diagnosis.property}",
+             title=f"diagnosis: {diagnosis.property} per intervention")
+
+
 def _panels(record: dict[str, Any]) -> list[Panel]:
-    """The panels for a record: its property's whose data is present, else the value panel if it has a value."""
+    """The panels for a record: its property's whose data is present, else the value panel if it has a value; and
+    the diagnosis panel where the record carries a diagnosis."""
     panels = [plot for plot, keys in FIGURES.get(record["property"], ()) if all(key in record["data"] for key in keys)]
     if not panels and is_number(record["value"]):
         panels = [_plot_value]
+    if isinstance(record["data"].get("diagnosis"), dict):
+        panels.append(_plot_diagnosis)
     return panels
 
 
@@ -462,13 +484,23 @@ def _figure_html(record: dict[str, Any]) -> str:
     return f'<img alt="{html.escape(record["name"])}" src="{image}">' if image else "<p>(no figure data recorded)</p>"
 
 
+def _diagnosis_html(record: dict[str, Any]) -> str:
+    """The record's diagnosis (table and conclusion), or nothing when it carries none."""
+    data = record["data"].get("diagnosis")
+    if not isinstance(data, dict):
+        return ""
+    diagnosis = Diagnosis.from_dict(data)
+    return f"<h3>Diagnosis</h3>{diagnosis.table('html')}<p><b>{html.escape(diagnosis.conclusion())}</b></p>"
+
+
 def _section(record: dict[str, Any]) -> str:
-    """One record's heading, its table cells in one line (status in bold), and its figure."""
+    """One record's heading, its table cells in one line (status in bold), its diagnosis if any, and its figure."""
     title = html.escape(f"{record['test']} — {record['name']}")
     cells = dict(zip(HEADERS[1:], row(record)[1:]))
     status = html.escape(cells.pop("status"))
     facts = " · ".join(html.escape(f"{header} {cell}") for header, cell in cells.items() if cell != "-")
-    return f"<section><h2>{title}</h2><p><b>{status}</b> · {facts}</p>{_figure_html(record)}</section>"
+    return (f"<section><h2>{title}</h2><p><b>{status}</b> · {facts}</p>{_diagnosis_html(record)}"
+            f"{_figure_html(record)}</section>")
 
 
 def render(report: dict[str, Any]) -> str:

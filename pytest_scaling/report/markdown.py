@@ -7,6 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from pytest_scaling.diagnosis import Diagnosis
 from pytest_scaling.report.model import STATUSES
 from pytest_scaling.report.table import grouped
 
@@ -27,11 +28,21 @@ def _families(report: dict[str, Any]) -> str:
     return tabulate(rows, headers=("family", *STATUSES), tablefmt="github")
 
 
+def diagnoses(report: dict[str, Any]) -> list[tuple[dict[str, Any], Diagnosis]]:
+    """The records that carry a diagnosis (``--scaling-diagnose``), each with it."""
+    return [(record, Diagnosis.from_dict(record["data"]["diagnosis"])) for record in report["records"]
+            if isinstance(record.get("data"), dict) and isinstance(record["data"].get("diagnosis"), dict)]
+
+
 def render(report: dict[str, Any]) -> str:
-    """The report as markdown: heading, environment, status counts, the per-family status table, then each family's records."""
+    """The report as markdown: heading, environment, status counts, the per-family status table, each family's
+    records, then the diagnosis of each failing property that was diagnosed."""
     counts = Counter(record["status"] for record in report["records"])
     tally = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no records"
     parts = ["## Scaling report", "", environment_line(report["environment"]), "", f"**{tally}**", ""]
     if report["records"]:
         parts += [_families(report), "", grouped(report, "github", heading="### {family}"), ""]
+    for record, diagnosis in diagnoses(report):
+        parts += [f"### Diagnosis of {record['name']}", "", diagnosis.table("github"), "",
+                  f"**{diagnosis.conclusion()}**", ""]
     return "\n".join(parts)
