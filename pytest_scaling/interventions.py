@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention_edit import AttentionEdit, attention_calls, edit_attention
-from .contract import logits_of
 from .family import ModelFamily
 from .parametrization import _InputScale, get_parametrization, with_depth_lr, with_zero_readout
 

@@ -14,6 +14,7 @@ from examples import zoo
 from pytest_scaling import ModelFamily, families, tasks
 from pytest_scaling.attention_edit import attention_calls
 from pytest_scaling.interventions import INTERVENTIONS, Z_LOSS_WEIGHT, get, groups_by_parameter, residual_blocks
+from pytest_scaling.probes import probing
 from pytest_scaling.train import TrainConfig, train_group
 
 TOKENS = tasks.markov_language(vocab=32, seq_len=8)
@@ -146,26 +147,19 @@ def test_attention_interventions_say_why_they_do_not_apply():
 
 def test_qk_layernorm_bounds_the_attention_logits_of_an_sdpa_model():
     family = zoo.make("no_qk_layernorm")
-    fixed = get("qk_layernorm").apply(family)
     x, _ = family.task.batch(2, torch.Generator().manual_seed(0))
-    seen: list[torch.Tensor] = []
-
-    def keep(module, args):
-        seen.append(args[0])
-
-    for fam in (family, fixed):
+    largest = []
+    for fam in (family, get("qk_layernorm").apply(family)):
         model, _ = fam.instantiate(64, 0)
         with torch.no_grad():
             for block in model.blocks:
                 block.attn.query.weight.normal_(0, 10.0)  # large queries: the logits of the model as written blow up
-            from pytest_scaling.probes import probing
-
             with probing(model) as recorder:
                 model(x)
-        seen.append(torch.tensor(max(recorder.attention_logit_max.values())))
+        largest.append(max(recorder.attention_logit_max.values()))
     head_dim, scale = 16, zoo.ATTN_MULT / 16
-    assert seen[0] > 100
-    assert seen[1] <= head_dim * scale + 1e-4  # |q̂·k̂| ≤ d for unit-RMS q and k
+    assert largest[0] > 100
+    assert largest[1] <= head_dim * scale + 1e-4  # |q̂·k̂| ≤ d for unit-RMS q and k
 
 
 def test_z_loss_adds_its_term_to_the_family_objective():
