@@ -455,6 +455,35 @@ def residual_blocks(model: nn.Module) -> tuple[str, int] | None:
     return None if best is None else (best[1], best[2])
 
 
+#: Growth of the residual stream's size at initialisation per doubling of depth (log2 ratio) above which its branches
+#: are taken to be unscaled: unscaled branches add up towards √L (0.5 a doubling; the zoo's, with its embedding still a
+#: large part of the stream at 2-8 layers, +0.30), 1/√L ones keep it flat (the zoo's clean model: −0.01).
+UNSCALED_STREAM_GROWTH = 0.15
+
+
+def stream_growth(family: ModelFamily) -> float | None:
+    """How the size (mean |x|) of the block stack's output at initialisation grows per doubling of depth, between the
+    family's own depth and four times it (log2 of the ratio, halved); None without a block stack."""
+    sizes = []
+    x, _ = family.task.batch(4, torch.Generator().manual_seed(0))
+    found = residual_blocks(family.instantiate(family.base_width, 0)[0])
+    if found is None or family.at_depth is None:
+        return None
+    for depth in (found[1], 4 * found[1]):
+        model, _ = family.at_depth(depth).instantiate(family.base_width, 0)
+        blocks = residual_blocks(model)
+        if blocks is None:
+            return None
+        seen: list[torch.Tensor] = []
+        last = model.get_submodule(blocks[0])[-1]
+        handle = last.register_forward_hook(lambda module, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+        with torch.no_grad():
+            model(x)
+        handle.remove()
+        sizes.append(float(seen[-1].abs().mean()))
+    return math.log2(sizes[1] / sizes[0]) / 2 if sizes[0] > 0 else None
+
+
 class ResidualScaling(Intervention):
     name, summary = "residual_1_over_sqrt_depth", "Depth-μP 1/√L residuals"
 
@@ -465,6 +494,10 @@ class ResidualScaling(Intervention):
             return "no stack of repeated blocks (a ModuleList or Sequential of one block class) found"
         if family.optimizer is None and family.parametrization is None:
             return "the family trains every parameter at one LR as written (give it an optimizer or a parametrization)"
+        growth = stream_growth(family)
+        if growth is not None and growth <= UNSCALED_STREAM_GROWTH:
+            return (f"the residual stream's size at initialisation grows {growth:+.2f} per doubling of depth: its "
+                    "branches are already scaled")
         return None
 
     def changes(self, family: ModelFamily, base_depth: int | None) -> dict[str, Any]:

@@ -93,6 +93,8 @@ _MUP_FIXES = ("zero_readout", "readout_multiplier", "mup_hidden_lr", "attention_
 _LAW_FIXES = ("zero_readout", "readout_multiplier", "mup_hidden_lr")
 _STABILITY_FIXES = ("qk_layernorm", "z_loss", "attention_1_over_d", "readout_multiplier")
 _DEPTH_FIXES = ("residual_1_over_sqrt_depth",)
+#: The depth property is LR sensitivity across depths: the stability fixes can restore it too.
+_DEPTH_SENSITIVITY_FIXES = (*_DEPTH_FIXES, "qk_layernorm", "z_loss")
 
 PROPERTIES: dict[str, Property] = _properties(
     Property("coord_check", "no layer's activation size grows with width in the first Adam steps", "higher",
@@ -122,7 +124,7 @@ PROPERTIES: dict[str, Property] = _properties(
     Property("depth_lr_transfer", "the loss-vs-LR curve does not move along the LR axis as depth grows", "higher_abs",
              grid="depth_transfer", check="depth_lr_transfer", needs_depth=True, interventions=_DEPTH_FIXES),
     Property("depth", "LR sensitivity grows with depth by at most a bound per doubling", "higher",
-             grid="depth", check="depth", needs_depth=True, interventions=_DEPTH_FIXES),
+             grid="depth", check="depth", needs_depth=True, interventions=_DEPTH_SENSITIVITY_FIXES),
 )
 
 #: The properties the packaged suite asserts on every family, in the order it runs them.

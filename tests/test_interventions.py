@@ -222,6 +222,7 @@ def test_residual_scaling_scales_each_blocks_update_and_lr_by_depth():
     for name in lr:
         assert fixed_lr[name] == pytest.approx(lr[name] * (factor if name.startswith("blocks.") else 1.0))
     assert "no at_depth" in get("residual_1_over_sqrt_depth").unavailable(MHA_FAMILY)
+    assert "branches are already scaled" in get("residual_1_over_sqrt_depth").unavailable(zoo.make("no_z_loss"))
 
 
 def test_an_intervened_family_has_its_own_fingerprint_and_trains_stacked():
