@@ -394,8 +394,7 @@ class LowerEps(Intervention):
     def unavailable(self, family: ModelFamily) -> str | None:
         if family.optimizer is None:
             return "the family trains with the check's optimizer, whose ε is the grid's (EpsilonGrid.eps)"
-        model, _ = family.instantiate(family.base_width, 0)
-        if not any("eps" in group for group in family.optimizer(model, 1e-3).param_groups):
+        if not any("eps" in group for group in groups_by_parameter(family, family.base_width, 1e-3).values()):
             return "the optimizer has no ε"
         return None
 
