@@ -202,7 +202,10 @@ def _after(scaling: Any, family: ModelFamily, prop: Property, grid: Any, as_writ
     not_tried: list[Trial] = []
     if as_written.passed is False:
         for fix in (_intervention(name) for name in (prop.interventions if interventions is None else interventions)):
-            reason = fix.unavailable(family)
+            try:
+                reason = fix.unavailable(family)
+            except Exception as error:  # the check itself runs the model: a model it cannot run is reported, not raised
+                reason = f"could not be checked ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
             if reason is not None:
                 not_tried.append(Trial(fix.name, fix.summary, note=f"not applicable: {reason}"))
             elif len(trials) >= max_interventions:

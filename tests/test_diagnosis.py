@@ -140,3 +140,15 @@ def test_scaling_diagnose_replaces_the_untested_hint_with_what_was_measured(pyte
                                  "*restored by: readout × 1/m (*"])
     assert out.count("diagnosis of coord_check") == 2  # the failure, and the scaling summary's line; not for TestClean
     assert "### Diagnosis of coord_check[zoo-gpt]" in (pytester.path / "r.md").read_text()
+
+
+def test_an_intervention_whose_check_cannot_run_the_model_is_reported_not_raised(monkeypatch):
+    from pytest_scaling.interventions import ReadoutMultiplier
+
+    def broken(self, family):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(ReadoutMultiplier, "unavailable", broken)
+    found = checks.diagnose(training_session(), zoo.make("no_readout_multiplier"), "coord_check", COORD,
+                            interventions=("readout_multiplier",))
+    assert found.trials == () and found.not_tried[0].note == "not applicable: could not be checked (RuntimeError: shape mismatch)"
