@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention_edit import AttentionEdit, attention_calls, edit_attention
+from .families.gpt import CrossEntropyWithZLoss, z_loss_term
 from .family import ModelFamily
 from .parametrization import _InputScale, get_parametrization, with_depth_lr, with_zero_readout
 
@@ -62,16 +62,13 @@ class EditedOptimizer:
 
 @dataclass(frozen=True)
 class WithZLoss:
-    """The family's objective (cross-entropy when it has none) plus ``weight`` · mean(logsumexp(logits)²)."""
+    """The family's own objective plus ``weight`` · mean(log Z²)."""
 
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     weight: float
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        base = (self.loss(logits, targets) if self.loss is not None else
-                F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)))
-        return base + self.weight * torch.logsumexp(logits, dim=-1).pow(2).mean()
+        return self.loss(logits, targets) + self.weight * z_loss_term(logits)
 
 
 @dataclass(frozen=True)
@@ -385,6 +382,8 @@ class ZLoss(Intervention):
         return None
 
     def changes(self, family: ModelFamily, base_depth: int | None) -> dict[str, Any]:
+        if family.loss is None:
+            return {"loss": CrossEntropyWithZLoss(Z_LOSS_WEIGHT)}
         return {"loss": WithZLoss(family.loss, Z_LOSS_WEIGHT)}
 
 

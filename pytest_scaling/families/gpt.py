@@ -124,6 +124,11 @@ def _heads(width: int, n_heads: int | None, head_dim: int | None) -> int:
     return n_heads
 
 
+def z_loss_term(logits: torch.Tensor) -> torch.Tensor:
+    """mean(log Z²) over the predictions of ``logits`` (last dimension: the classes), in float32."""
+    return torch.logsumexp(logits.reshape(-1, logits.shape[-1]).float(), dim=-1).pow(2).mean()
+
+
 class CrossEntropyWithZLoss:
     """Cross-entropy plus ``coef * mean(log Z ** 2)`` (Wortsman et al.'s z-loss): keeps log Z near 0."""
 
@@ -133,9 +138,8 @@ class CrossEntropyWithZLoss:
         self.coef = coef
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        flat = logits.reshape(-1, logits.shape[-1]).float()
-        ce = F.cross_entropy(flat, targets.reshape(-1))
-        return ce + self.coef * torch.logsumexp(flat, dim=-1).pow(2).mean()
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        return ce + self.coef * z_loss_term(logits)
 
     def __repr__(self) -> str:
         return f"CrossEntropyWithZLoss({self.coef!r})"
