@@ -31,9 +31,27 @@ def own_stacked_form(family: ModelFamily, models: Sequence[nn.Module], lrs: Sequ
     return stacked_form(optimizers, [dict(model.named_parameters()) for model in models])
 
 
+def draws_random_numbers(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether the model's training-mode forward draws random numbers (dropout, say): two forwards of one batch under
+    two seeds differ. The caller's random stream is left as it was."""
+    model.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        outputs = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            outputs.append(logits_of(model(x)))
+    return not torch.equal(*outputs)
+
+
 def unstackable_reason(family: ModelFamily, width: int, lrs: Sequence[float], seeds: Sequence[int]) -> str | None:
-    """Why the runs ``(lrs[i], seeds[i])`` cannot train stacked with the family's own optimizer, in one line;
-    None when they can (or the family trains with the recipe's optimizer)."""
+    """Why the runs ``(lrs[i], seeds[i])`` cannot train stacked, in one line; None when they can.
+
+    A model whose forward draws random numbers trains alone: stacked runs would draw their masks together, so a run's
+    draws (and its verdicts) would depend on which runs the planner's timings put beside it. A family's own optimizer
+    stacks only where it has an exact batched form."""
+    x, _ = family.task.batch(2, torch.Generator().manual_seed(0))
+    if draws_random_numbers(family.instantiate(width, seeds[0])[0], x):
+        return "its forward draws random numbers (dropout), which stacked runs would draw together"
     if family.optimizer is None:
         return None
     models = {s: family.instantiate(width, s)[0] for s in dict.fromkeys(seeds)}
@@ -55,6 +73,11 @@ class SingleRun:
         self.named = dict(self.model.named_parameters())
         self.optimizer = family.optimizer(self.model, lr) if family.optimizer else make_optimizer(groups, lr)
         self.peak_lrs = [g["lr"] for g in self.optimizer.param_groups]
+
+    @property
+    def module(self) -> nn.Module:
+        """The module whose train/eval mode the runs' forward follows."""
+        return self.model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits with a leading run dimension of 1 (x has one too)."""
@@ -92,7 +115,7 @@ class StackedRuns:
         self.template, groups = built[seeds[0]]
         self.k = len(lrs)
         params, self.buffers = stack_module_state([built[s][0] for s in seeds])
-        self.template.to(device)
+        self.template.to(device).train()
         self.params = {n: p.detach().to(device).requires_grad_(True) for n, p in params.items()}
         self.buffers = {n: b.to(device) for n, b in self.buffers.items()}
         self.named = self.params
@@ -105,6 +128,11 @@ class StackedRuns:
             self.optimizer = make_optimizer(stacked_groups, lr)
         self.peak_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self._forward = vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")
+
+    @property
+    def module(self) -> nn.Module:
+        """The module whose train/eval mode the runs' forward follows."""
+        return self.template
 
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return logits_of(functional_call(self.template, (params, buffers), (x,)))

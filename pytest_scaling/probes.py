@@ -258,7 +258,10 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
 
 def record_attention_logits(module: nn.Module, logits: torch.Tensor) -> None:
     """Record the largest attention logit (``q_i . k_j * scale``, masked entries at -inf) when probing; for hand-written
-    attention (SDPA calls and ``nn.MultiheadAttention`` are seen without it). Several calls keep the largest."""
+    attention (SDPA calls and ``nn.MultiheadAttention`` are seen without it). Several calls keep the largest. A compiled
+    training step has no probe (probes run their own eager forward), so it is never traced."""
+    if torch.compiler.is_compiling():
+        return
     recorder = _ACTIVE.get()
     if recorder is not None:
         recorder.note_attention(recorder.name_of(module), _stats(logits.detach().float()))

@@ -35,6 +35,8 @@ PROBE_KINDS: tuple[str, ...] = ("activation", "norm_input", "attention", "output
 
 # Offsets the data stream's seed from the init seed so the two never share a stream.
 _DATA_SEED_OFFSET = 0x5CA1E
+# Offsets the seed of the global stream that the model's own randomness (dropout) draws from during training.
+_NOISE_SEED_OFFSET = 0xD50
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,16 @@ def _read_interval(device: torch.device, timed: bool) -> int:
     return 1 if timed or device.type == "cpu" else LOSS_READ_EVERY
 
 
+@contextlib.contextmanager
+def _seeded_noise(seeds: Sequence[int], device: torch.device) -> Iterator[None]:
+    """Meanwhile, the global random stream (what dropout and other stochastic layers draw from) starts from the runs'
+    seeds, and the caller's stream is restored after: a run's dropout masks are the same whatever ran before it."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(_NOISE_SEED_OFFSET + sum(s * 1_000_003 ** i for i, s in enumerate(seeds)) % 2**62)
+        yield
+
+
 @_flushing_denormals()
 def train_group(
     family: ModelFamily,
@@ -242,12 +254,19 @@ def train_group(
     step_clock: list[float] | None = None,
 ) -> list[RunResult]:
     """Train the runs ``(lr, seed)`` of one width, as one stacked computation or (``stacked=False``,
-    one run only) as the plain model. Stacked runs match runs trained alone to float tolerance.
-    ``step_clock``, if given, receives ``time.perf_counter()`` at the start of each step and at the end
-    (each step ends in a device sync, so the stamps are wall times of finished work)."""
+    one run only) as the plain model. Stacked runs match runs trained alone to float tolerance (for a model without
+    dropout: stacked runs draw their masks together). ``step_clock``, if given, receives ``time.perf_counter()`` at the
+    start of each step and at the end (each step ends in a device sync, so the stamps are wall times of finished work)."""
     _check_run_args(width, runs)
-    lrs, seeds = [float(lr) for lr, _ in runs], [int(s) for _, s in runs]
     device = torch.device(device)
+    with _seeded_noise([int(s) for _, s in runs], device):
+        return _train_group(family, width, runs, config, device, stacked, step_clock)
+
+
+def _train_group(family: ModelFamily, width: int, runs: Sequence[tuple[float, int]], config: TrainConfig,
+                 device: torch.device, stacked: bool, step_clock: list[float] | None) -> list[RunResult]:
+    """``train_group``'s training, with its arguments checked."""
+    lrs, seeds = [float(lr) for lr, _ in runs], [int(s) for _, s in runs]
     if stacked:
         members = StackedRuns(family, width, lrs, seeds, config.optimizer.build, device)
     elif len(runs) == 1:
@@ -310,6 +329,7 @@ def _evaluate_heldout(task: Task, members: Any, results: list[RunResult], active
         return
     total = torch.zeros(len(results), device=device)
     count = 0
+    members.module.eval()  # no dropout in the held-out loss
     for x, y in evaluation():
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):

@@ -14,7 +14,7 @@ from torch import nn
 from pytest_scaling import families, tasks
 from pytest_scaling.family import ModelFamily
 from pytest_scaling.probes import probing
-from pytest_scaling import train
+from pytest_scaling import members, train
 from pytest_scaling.train import OptimizerSpec, TrainConfig, train_group, train_run
 
 TINY_LANGUAGE = tasks.markov_language(vocab=32, seq_len=16)
@@ -50,6 +50,57 @@ def test_a_task_with_heldout_windows_ends_each_run_with_its_loss_there() -> None
                         for x, y in task.evaluation_batches())
         assert run.final_loss() == run.heldout_loss == pytest.approx(float(total) / 40, rel=1e-5)
     assert train_run(tiny_gpt(), 32, 1e-3, seed=0, steps=4, batch_size=4).heldout_loss is None
+
+
+class DropoutMLP(nn.Module):
+    """A user's MLP with dropout between its layers."""
+
+    def __init__(self, width: int, p: float):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.ReLU(), nn.Dropout(p), nn.LazyLinear(10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def dropout_family(p: float = 0.5, task: tasks.Task | None = None) -> ModelFamily:
+    return ModelFamily(name=f"dropout-{p}", build=lambda width: DropoutMLP(width, p),
+                       task=task or families.mlp(widths=(32, 64), base_width=32).task, base_width=32, widths=(32, 64))
+
+
+def test_dropout_draws_depend_on_the_run_seed_only() -> None:
+    family, runs, config = dropout_family(), [(1e-2, 0)], TrainConfig(steps=6, batch_size=16)
+    torch.manual_seed(1)
+    first = train_group(family, 32, runs, config, stacked=False)[0]
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)
+    assert train_group(family, 32, runs, config, stacked=False)[0].losses == first.losses
+    torch.manual_seed(1)
+    train_group(family, 32, runs, config, stacked=False)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's random stream is left as it was"
+    other_seed = train_group(family, 32, [(1e-2, 1)], config, stacked=False)[0]
+    assert other_seed.losses != first.losses
+
+
+def test_a_model_with_dropout_trains_alone_and_one_without_stacks() -> None:
+    assert "draws random numbers (dropout)" in members.unstackable_reason(dropout_family(0.5), 32, [1e-3, 1e-2], [0, 0])
+    assert members.unstackable_reason(dropout_family(0.0), 32, [1e-3, 1e-2], [0, 0]) is None
+
+
+def test_the_heldout_loss_is_measured_without_dropout() -> None:
+    # At an LR of 1e-30 the held-out loss is the fresh model's, in eval mode: the same with dropout 0.5 and without.
+    task = tasks.text_files(seq_len=16, eval_windows=8)
+
+    def gpt_with_dropout(p: float) -> ModelFamily:
+        gpt = families.gpt(task=task, base_width=32, widths=(32, 64), parametrization="sp")
+        return ModelFamily(name=f"gpt-dropout-{p}", build=lambda width: nn.Sequential(gpt.instantiate(width, 0)[0],
+                                                                                      nn.Dropout(p)),
+                           task=task, base_width=32, widths=(32, 64))
+
+    losses = [train_group(gpt_with_dropout(p), 32, [(1e-30, 0)], TrainConfig(steps=1, batch_size=4), stacked=False)[0]
+              for p in (0.5, 0.0)]
+    assert losses[0].heldout_loss == losses[1].heldout_loss
+    assert losses[0].losses != losses[1].losses, "training steps do use dropout"
 
 
 def test_non_finite_loss_stops_the_run_as_diverged() -> None:
