@@ -2,7 +2,8 @@
 
 For each family and width it trains the width's K runs (LRs x seeds) three ways: one by one
 (the baseline), all stacked, and as the engine's timed plan chooses ("auto", which includes
-the planning probe in its time). On CPU each way runs in a fresh process so its peak RSS is its
+the planning probe in its time); on a GPU (and in the dry run) a fourth, all stacked with the step compiled
+("compiled": ``torch.compile`` with CUDA graphs, its compilation included in its time). On CPU each way runs in a fresh process so its peak RSS is its
 own; on CUDA they share one process and peak memory is the allocator's. Each way starts in a warmed
 process (``_warm_up``): what torch imports on first use is a per-process cost, not a sweep's. Each way is timed
 ``--repeats`` times; a row gives runs/s (median), the speed-up over the loop as median [min-max] over the repeats'
@@ -97,11 +98,13 @@ def _spread(ratios: list[float]) -> str:
     return text if len(ratios) == 1 else f"{text} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
-def _time_ways(job: tuple, members: list, loop_members: list, in_process: bool, repeats: int) -> dict[str, list]:
-    """Per way, ``repeats`` measurements (seconds, peak MiB, chunks) of training ``members`` (the loop: ``loop_members``)."""
+def _time_ways(job: tuple, ways: tuple[str, ...], members: list, loop_members: list, in_process: bool,
+               repeats: int) -> dict[str, list]:
+    """Per way (a ``stacking`` value), ``repeats`` measurements (seconds, peak MiB, chunks) of training ``members`` (the
+    loop, "none": ``loop_members``)."""
     family_name, width, config, device = job
     ctx = mp.get_context("spawn")
-    measured: dict[str, list] = {"none": [], "all": [], "auto": []}
+    measured: dict[str, list] = {way: [] for way in ways}
     for _ in range(repeats):
         for stacking in measured:
             args = (family_name, width, loop_members if stacking == "none" else members, config, device, stacking)
@@ -141,18 +144,22 @@ def main() -> int:
     print(f"device: {name}; torch {torch.__version__}; {repeats} timing(s) per way"
           + (f"; the loop timed on its first {GPU_LOOP_RUNS} runs" if args.gpu else ""), flush=True)
     rows, slower = [], []
+    ways = ("none", "all", "compiled", "auto") if args.gpu or args.dry_run else ("none", "all", "auto")
     for family_name, (widths, config) in plans.items():
         if args.quick:
             config = TrainConfig(steps=max(20, config.steps // 10), batch_size=config.batch_size)
         for width in widths:
             members = [(lr, s) for s in seeds for lr in lrs]
             loop_members = members[:GPU_LOOP_RUNS] if args.gpu else members
-            measured = _time_ways((family_name, width, config, device), members, loop_members,
+            measured = _time_ways((family_name, width, config, device), ways, members, loop_members,
                                   in_process=args.gpu or args.dry_run, repeats=repeats)
             runs_per_s = {way: [len(loop_members if way == "none" else members) / m[0] for m in ms]
                           for way, ms in measured.items()}
             row = [family_name, width, len(members), config.steps]
-            for way in ("none", "all", "auto"):
+            for way in ("none", "all", "compiled", "auto"):
+                if way not in measured:
+                    row += ["-", "-", "-"]
+                    continue
                 ratios = [r / base for r, base in zip(runs_per_s[way], runs_per_s["none"])]
                 row += [f"{statistics.median(runs_per_s[way]):.2f}", _spread(ratios),
                         f"{max(m[1] for m in measured[way]):.0f}"]
@@ -164,7 +171,7 @@ def main() -> int:
             if min(runs_per_s["none"]) > max(runs_per_s["auto"]):
                 slower.append(f"{family_name} width {width}")
     headers = ["family", "width", "K", "steps", "loop runs/s", "loop", "loop MiB", "stacked runs/s", "stacked vs loop",
-               "stacked MiB", "auto runs/s", "auto vs loop", "auto MiB", "auto chunk", "auto TFLOP/s", "MFU (bf16 peak)"]
+               "stacked MiB", "compiled runs/s", "compiled vs loop", "compiled MiB", "auto runs/s", "auto vs loop", "auto MiB", "auto chunk", "auto TFLOP/s", "MFU (bf16 peak)"]
     print(tabulate(rows, headers=headers, tablefmt="github"))
     if args.dry_run:
         print("dry run: the script ran every way; runs this short are not timed for a verdict")

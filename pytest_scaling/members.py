@@ -86,6 +86,9 @@ class SingleRun:
     def clip_(self, max_norm: float) -> None:
         nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
 
+    def release(self) -> None:
+        """Nothing to release: a single run is never compiled."""
+
     def probe(self, index: int, x: torch.Tensor) -> ProbeRecorder:
         with torch.no_grad(), probing(self.model) as recorder:
             self.model(x)
@@ -96,11 +99,17 @@ class SingleRun:
         return [{n: (e.grad_rms, e.frac_below_eps) for n, e in epsilon_probe(self.optimizer, self.named).items()}]
 
 
+#: ``torch.compile`` mode per device type for the compiled stacked forward: on CUDA, CUDA graphs replay the step's
+#: kernels without per-kernel host work; elsewhere inductor's fused kernels.
+COMPILE_MODES = {"cuda": "reduce-overhead"}
+
+
 class StackedRuns:
     """K runs of one width as one vmapped computation; run i trains with ``lrs[i]`` from ``seeds[i]``.
 
     A family's own optimizer is built once per run and translated into one batched optimizer;
-    ``optim.NoStackedForm`` (raised before any training) says why when that is not exact."""
+    ``optim.NoStackedForm`` (raised before any training) says why when that is not exact. ``compiled``: the vmapped
+    forward (and so its backward) runs through ``torch.compile`` until ``release()``."""
 
     def __init__(
         self,
@@ -110,6 +119,7 @@ class StackedRuns:
         seeds: Sequence[int],
         make_optimizer: OptimizerFactory,
         device: torch.device,
+        compiled: bool = False,
     ):
         built = {s: family.instantiate(width, s) for s in dict.fromkeys(seeds)}
         self.template, groups = built[seeds[0]]
@@ -127,7 +137,10 @@ class StackedRuns:
             stacked_groups = [{**g, "params": [self.params[name_of[id(p)]] for p in g["params"]]} for g in groups]
             self.optimizer = make_optimizer(stacked_groups, lr)
         self.peak_lrs = [g["lr"] for g in self.optimizer.param_groups]
-        self._forward = vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")
+        self.compiled = compiled
+        self._forward = self._stacked_forward
+        if compiled:
+            self._forward = torch.compile(self._stacked_forward, mode=COMPILE_MODES.get(device.type), dynamic=False)
 
     @property
     def module(self) -> nn.Module:
@@ -136,6 +149,18 @@ class StackedRuns:
 
     def _member_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return logits_of(functional_call(self.template, (params, buffers), (x,)))
+
+    def _stacked_forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return vmap(self._member_forward, in_dims=(0, 0, 0), randomness="different")(params, buffers, x)
+
+    def release(self) -> None:
+        """Back to the eager forward, and the compiled one's cache entries dropped: each group compiles its own
+        model, and kept entries would pile up on one function until the compiler's recompile limit silently sent
+        later groups back to eager."""
+        if self.compiled:
+            drop_compiled_forwards()
+            self._forward, self.compiled = self._stacked_forward, False
+
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # vmap runs ops without a batching rule (CPU flash attention behind F.scaled_dot_product_attention) member by
@@ -163,3 +188,8 @@ class StackedRuns:
     def adam_stats(self) -> list[dict[str, tuple[float, float]]]:
         stats = epsilon_probe(self.optimizer, self.named, per_run=True)
         return [{n: (e.grad_rms[i], e.frac_below_eps[i]) for n, e in stats.items()} for i in range(self.k)]
+
+
+def drop_compiled_forwards() -> None:
+    """Drop every compiled stacked forward's cache entries (see ``StackedRuns.release``)."""
+    torch._dynamo.eval_frame.remove_from_cache(StackedRuns._stacked_forward)

@@ -1,13 +1,15 @@
 """How the runs of one width are trained: all stacked, in stacked chunks, or one by one.
 
 Stacking is not free: it wins big for small widths, where one run leaves the hardware idle, and
-loses once a single run fills it. ``plan_chunk_size`` decides per width from a short timed
+loses once a single run fills it. ``plan_width`` decides per width from a short timed
 probe: for each candidate chunk size c it trains a c-run stack for a few steps, takes the set-up
 time and the median step time (the first step, which pays first-call costs, left out), and
 predicts the width's whole bill; the cheapest wins.
 The one-by-one loop is always a candidate, so the choice is never slower than it (up to timing
-noise). A family's own optimizer stacks when it has an exact batched form; otherwise its runs train
-one by one, with a ``StackingFallbackWarning`` that says why.
+noise). Where the best stack's predicted bill is long enough for a compilation to pay (``COMPILE_WORTH_TRYING_S``),
+the same stack with its step compiled (``torch.compile``; CUDA graphs on CUDA) is timed too, its first step (the
+compilation) counted as set-up, and it wins only if its whole bill is lower. A family's own optimizer stacks when it
+has an exact batched form; otherwise its runs train one by one, with a ``StackingFallbackWarning`` that says why.
 """
 
 from __future__ import annotations
@@ -21,12 +23,24 @@ import torch
 
 from .family import ModelFamily
 from .members import unstackable_reason
-from .train import RunResult, TrainConfig, train_group
+from .train import RunResult, TrainConfig, check_stacking, train_group
 
 ChunkCallback = Callable[[int, list[RunResult], int], None]
 
 
 PROBE_STEPS = 6
+#: The shortest predicted bill (seconds) for which a compiled step is timed at all: compiling a 2-layer GPT's stacked
+#: step took 15 s on one CPU thread for 7-18% off its eager step (widths 256 and 64), so below this the timing
+#: probe alone would cost more than any compiled step saves.
+COMPILE_WORTH_TRYING_S = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How one width's runs train: in stacks of ``size`` (1: one by one), the stacked step compiled or not."""
+
+    size: int
+    compiled: bool = False
 
 
 class StackingFallbackWarning(UserWarning):
@@ -51,24 +65,41 @@ def _stackable(family: ModelFamily, width: int, members: Sequence[tuple[float, i
     return reason is None
 
 
-def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device) -> tuple[float, float]:
-    """(set-up seconds, median seconds per step) of a short stacked run of ``members``."""
+def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig,
+           device: torch.device, compiled: bool = False) -> tuple[float, float]:
+    """(set-up seconds, median seconds per step) of a short stacked run of ``members``. The first step pays
+    first-call costs and is left out of the median; compiled, it is the compilation and counts as set-up."""
     probe_config = dataclasses.replace(config, steps=PROBE_STEPS, probe_steps=(), probe_every=0, warmup=0)
     clock = [time.perf_counter()]
-    train_group(family, width, members, probe_config, device=device, stacked=len(members) > 1, step_clock=clock)
-    steps = sorted(b - a for a, b in zip(clock[2:], clock[3:]))  # the first step pays first-call costs
-    return clock[1] - clock[0], steps[len(steps) // 2]
+    train_group(family, width, members, probe_config, device=device, stacked=len(members) > 1, compiled=compiled,
+                step_clock=clock)
+    steps = sorted(b - a for a, b in zip(clock[2:], clock[3:]))
+    per_step = steps[len(steps) // 2]
+    return (clock[2] - clock[0] - per_step if compiled else clock[1] - clock[0]), per_step
 
 
-def plan_chunk_size(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig, device: torch.device) -> int:
-    """The chunk size with the lowest predicted wall time for training ``members`` at ``width``.
+def _compiled_bill(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig,
+                   device: torch.device, size: int) -> float | None:
+    """The predicted bill of stacks of ``size`` with the step compiled; None (with a warning) where it cannot compile."""
+    try:
+        setup, per_step = _timed(family, width, members[:size], config, device, compiled=True)
+    except Exception as exc:  # noqa: BLE001 - a model the compiler cannot take trains eagerly
+        warnings.warn(StackingFallbackWarning(f"{family.name}: the stacked step does not compile ({type(exc).__name__}: "
+                                              f"{str(exc).splitlines()[0] if str(exc) else ''}); training it eagerly"))
+        return None
+    return -(-len(members) // size) * (setup + config.steps * per_step)
 
-    Every candidate is timed; a candidate that runs out of device memory ends the search. Runs no longer
+
+def plan_width(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig,
+               device: torch.device) -> Plan:
+    """The plan with the lowest predicted wall time for training ``members`` at ``width``.
+
+    Every chunk size is timed; a candidate that runs out of device memory ends the search. Runs no longer
     than the probe train one by one untimed: timing the candidates would cost more than any choice saves.
     """
     k = len(members)
     if k == 1 or config.steps <= PROBE_STEPS or not _stackable(family, width, members):
-        return 1
+        return Plan(1)
     predicted: dict[int, float] = {}
     for c in _candidates(k):
         try:
@@ -80,9 +111,14 @@ def plan_chunk_size(family: ModelFamily, width: int, members: Sequence[tuple[flo
             if c == 1:
                 raise
             warnings.warn(StackingFallbackWarning(f"{family.name}: runs cannot be stacked ({type(exc).__name__}: {exc}); training them one by one"))
-            return 1
+            return Plan(1)
         predicted[c] = -(-k // c) * (setup + config.steps * per_step)
-    return min(predicted, key=predicted.get)
+    best = min(predicted, key=predicted.get)
+    if best > 1 and predicted[best] >= COMPILE_WORTH_TRYING_S:
+        compiled = _compiled_bill(family, width, members, config, device, best)
+        if compiled is not None and compiled < predicted[best]:
+            return Plan(best, compiled=True)
+    return Plan(best)
 
 
 def train_width(
@@ -95,15 +131,19 @@ def train_width(
     stacking: str = "auto",
     on_chunk: ChunkCallback,
 ) -> None:
-    """Train the runs ``(lr, seed)`` of one width, calling ``on_chunk(width, results, chunk_size)`` per chunk."""
+    """Train the runs ``(lr, seed)`` of one width, calling ``on_chunk(width, results, chunk_size)`` per chunk.
+    ``stacking``: "auto" (the timed plan), "all" (one stack), "compiled" (one stack, its step compiled) or "none"."""
     if stacking == "auto":
-        size = plan_chunk_size(family, width, members, config, device)
-    elif stacking == "all":
-        size = len(members) if len(members) > 1 and _stackable(family, width, members) else 1
-    elif stacking == "none":
-        size = 1
+        plan = plan_width(family, width, members, config, device)
+    elif stacking in ("all", "compiled"):
+        stack = len(members) > 1 and _stackable(family, width, members)
+        plan = Plan(len(members), compiled=stacking == "compiled") if stack else Plan(1)
     else:
-        raise ValueError(f"stacking must be 'auto', 'all' or 'none', got {stacking!r}")
-    for i in range(0, len(members), size):
-        chunk = list(members[i : i + size])
-        on_chunk(width, train_group(family, width, chunk, config, device=device, stacked=len(chunk) > 1), size)
+        check_stacking(stacking)
+        plan = Plan(1)
+    for i in range(0, len(members), plan.size):
+        chunk = list(members[i : i + plan.size])
+        stacked = len(chunk) > 1
+        results = train_group(family, width, chunk, config, device=device, stacked=stacked,
+                              compiled=plan.compiled and stacked)
+        on_chunk(width, results, plan.size)

@@ -30,11 +30,10 @@ from .fingerprint import FingerprintError
 from .progress import Progress
 from .stacking import train_width
 from .store import ResultCache, run_key
-from .train import RunResult, TrainConfig, recipe_notes
+from .train import RunResult, TrainConfig, check_stacking, recipe_notes
 
 RunId = tuple[int, float, int]  # (width, lr, seed)
 EXECUTORS: tuple[str, ...] = ("local", "ray")
-STACKING: tuple[str, ...] = ("auto", "all", "none")
 
 
 @dataclass
@@ -207,8 +206,7 @@ def check_arguments(
         raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'ray'")
     if executor == "ray" and importlib.util.find_spec("ray") is None:
         raise ValueError("executor='ray' needs Ray, which is not installed: pip install 'pytest-scaling[ray]'")
-    if stacking not in STACKING:
-        raise ValueError(f"stacking must be 'auto', 'all' or 'none', got {stacking!r}")
+    check_stacking(stacking)
     if cache is not None and not isinstance(cache, (ResultCache, str, os.PathLike)):
         raise TypeError(f"cache must be a ResultCache or a directory (str or os.PathLike), got {type(cache).__name__}")
     if progress is not None and not isinstance(progress, Progress):
@@ -243,7 +241,7 @@ def sweep(
     """Train (or read from ``cache``) every (width, lr, seed) run of ``family``.
 
     ``widths`` defaults to the family's; ``overrides`` replace ``config`` fields (``steps=300``).
-    ``stacking``: ``"auto"`` (timed choice per width), ``"all"`` or ``"none"``.
+    ``stacking``: ``"auto"`` (timed choice per width), ``"all"``, ``"compiled"`` or ``"none"`` (``train.STACKING``).
     ``executor``: ``"local"`` or ``"ray"`` (each width's runs as one Ray task).
     ``cache``: a ``ResultCache``, or a directory whose cache file is opened for this sweep (as ``--scaling-cache DIR``).
     Bad arguments, and a family that does not fit its task, fail first in one line (``check_arguments``).

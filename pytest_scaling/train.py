@@ -21,7 +21,7 @@ from torch.func import vmap
 
 from .contract import check_family, torch_device, train_config
 from .family import ModelFamily
-from .members import SingleRun, StackedRuns, own_stacked_form
+from .members import SingleRun, StackedRuns, drop_compiled_forwards, own_stacked_form
 from .optim import AdamAtan2, AdamW, NoStackedForm, describe
 from .probes import ProbeRecorder
 
@@ -251,24 +251,33 @@ def train_group(
     *,
     device: str | torch.device = "cpu",
     stacked: bool = True,
+    compiled: bool = False,
     step_clock: list[float] | None = None,
 ) -> list[RunResult]:
     """Train the runs ``(lr, seed)`` of one width, as one stacked computation or (``stacked=False``,
     one run only) as the plain model. Stacked runs match runs trained alone to float tolerance (for a model without
-    dropout: stacked runs draw their masks together). ``step_clock``, if given, receives ``time.perf_counter()`` at the
-    start of each step and at the end (each step ends in a device sync, so the stamps are wall times of finished work)."""
+    dropout: stacked runs draw their masks together). ``compiled``: the stacked forward and backward run through
+    ``torch.compile`` (CUDA graphs on CUDA); the held-out evaluation stays eager. ``step_clock``, if given, receives
+    ``time.perf_counter()`` at the start of each step and at the end (each step ends in a device sync, so the stamps
+    are wall times of finished work)."""
     _check_run_args(width, runs)
+    if compiled and not stacked:
+        raise ValueError("compiled training is for stacked runs")
     device = torch.device(device)
     with _seeded_noise([int(s) for _, s in runs], device):
-        return _train_group(family, width, runs, config, device, stacked, step_clock)
+        try:
+            return _train_group(family, width, runs, config, device, stacked, compiled, step_clock)
+        finally:
+            if compiled:
+                drop_compiled_forwards()  # also when training stopped on an error
 
 
 def _train_group(family: ModelFamily, width: int, runs: Sequence[tuple[float, int]], config: TrainConfig,
-                 device: torch.device, stacked: bool, step_clock: list[float] | None) -> list[RunResult]:
+                 device: torch.device, stacked: bool, compiled: bool, step_clock: list[float] | None) -> list[RunResult]:
     """``train_group``'s training, with its arguments checked."""
     lrs, seeds = [float(lr) for lr, _ in runs], [int(s) for _, s in runs]
     if stacked:
-        members = StackedRuns(family, width, lrs, seeds, config.optimizer.build, device)
+        members = StackedRuns(family, width, lrs, seeds, config.optimizer.build, device, compiled=compiled)
     elif len(runs) == 1:
         members = SingleRun(family, width, lrs[0], seeds[0], config.optimizer.build, device)
     else:
@@ -313,6 +322,7 @@ def _train_group(family: ModelFamily, width: int, runs: Sequence[tuple[float, in
             for i in active:
                 _record_probes(results[i], step, config.probe_kinds, recorders[i], outputs[i], adam[i] if adam else None)
     _read_back(pending, results, active)
+    members.release()
     _evaluate_heldout(family.task, members, results, active, config, device)
     if step_clock is not None:
         step_clock.append(time.perf_counter())
@@ -395,6 +405,17 @@ def train_run(
     return train_group(family, width, [(lr, seed)], config, device=device, stacked=False)[0]
 
 
+#: How a width's runs may train: "auto" (the timed plan: chunk size, and whether to compile the stacked step), "all"
+#: (one stack), "compiled" (one stack, its step compiled with ``torch.compile``) or "none" (one by one).
+STACKING: tuple[str, ...] = ("auto", "all", "compiled", "none")
+
+
+def check_stacking(stacking: object) -> None:
+    """A ``ValueError`` naming the choices unless ``stacking`` is one of ``STACKING``."""
+    if stacking not in STACKING:
+        raise ValueError(f"stacking must be one of {', '.join(map(repr, STACKING))}; got {stacking!r}")
+
+
 def recipe_notes(
     family: ModelFamily,
     config: TrainConfig,
@@ -408,8 +429,7 @@ def recipe_notes(
 
     A family's own optimizer is built at the base width for each run; the first run's is described.
     """
-    if stacking not in ("auto", "all", "none"):
-        raise ValueError(f"stacking must be 'auto', 'all' or 'none', got {stacking!r}")
+    check_stacking(stacking)
     runs = [(float(lr), seed) for seed in seeds for lr in lrs]
     if family.optimizer is None:
         layers = f"per-layer init and LR multipliers of {family.parametrization.name}" if family.parametrization else "one LR for every parameter"
@@ -423,7 +443,8 @@ def recipe_notes(
     notes += config.describe_schedule()
     if stacking == "none" or len(runs) == 1:
         return notes + ["runs train one by one" + (" (stacking='none')" if stacking == "none" else ": one run per width")]
-    how = "chunk size timed per width" if stacking == "auto" else "all runs of a width at once"
+    how = {"auto": "chunk size timed per width", "all": "all runs of a width at once",
+           "compiled": "all runs of a width at once, the step compiled"}[stacking]
     if family.optimizer is None:
         return notes + [f"runs stack ({how})"]
     try:

@@ -218,7 +218,7 @@ def test_sweep_takes_a_cache_directory_and_reuses_it(tmp_path: Path, as_str: boo
         ({"device": None}, TypeError, "device must be a str or torch.device, got NoneType"),
         ({"device": "gpu"}, ValueError, "device 'gpu' cannot be used: RuntimeError: Expected one of cpu, cuda, *"),
         ({"device": "cuda:99"}, ValueError, "device 'cuda:99' cannot be used: *"),
-        ({"stacking": "some"}, ValueError, "stacking must be 'auto', 'all' or 'none', got 'some'"),
+        ({"stacking": "some"}, ValueError, "stacking must be one of 'auto', 'all', 'compiled', 'none'; got 'some'"),
         ({"progress": True}, TypeError, "progress must be a pytest_scaling.progress.Progress or None, got bool"),
     ],
 )

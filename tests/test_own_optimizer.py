@@ -208,7 +208,7 @@ def test_the_recipe_says_whether_runs_stack(factory: Factory, lrs: tuple[float, 
 
 
 def test_the_recipe_rejects_an_unknown_stacking() -> None:
-    with pytest.raises(ValueError, match="stacking must be 'auto', 'all' or 'none', got 'some'"):
+    with pytest.raises(ValueError, match="stacking must be one of 'auto', 'all', 'compiled', 'none'; got 'some'"):
         recipe_notes(_own(_adam_groups), RECIPE, LRS, stacking="some")
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_scaling import families, tasks
+from pytest_scaling import families, stacking, tasks
 from pytest_scaling.family import ModelFamily
+from pytest_scaling.members import StackedRuns
 from pytest_scaling.optim import AdamAtan2
 from pytest_scaling.train import OptimizerSpec, RunResult, TrainConfig, train_group, train_run
 
@@ -104,3 +105,65 @@ def test_a_diverging_member_does_not_disturb_the_others() -> None:
 def test_unstacked_training_takes_one_run() -> None:
     with pytest.raises(ValueError, match="one run at a time"):
         train_group(families.mlp(base_width=32, widths=(32, 64)), 32, RUNS, CONFIG, stacked=False)
+    with pytest.raises(ValueError, match="compiled training is for stacked runs"):
+        train_group(families.mlp(base_width=32, widths=(32, 64)), 32, RUNS[:1], CONFIG, stacked=False, compiled=True)
+
+
+@pytest.fixture(scope="module")
+def compiler() -> None:
+    """Skip where ``torch.compile`` cannot run (inductor's CPU backend needs a C++ compiler)."""
+    try:
+        torch.compile(lambda x: x + 1)(torch.zeros(2))
+    except Exception as exc:  # noqa: BLE001 - whatever stops the compiler is the reason to skip
+        pytest.skip(f"torch.compile cannot run here ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+
+
+@pytest.mark.parametrize("kind", ["mlp-mup", "gpt-mup-qkln-zloss"])
+def test_a_compiled_stacked_step_gives_the_eager_runs_and_leaves_no_compiled_code(kind: str, compiler: None) -> None:
+    family = FAMILIES[kind]()
+    eager, compiled = (train_group(family, 32, RUNS, CONFIG, compiled=compiled) for compiled in (False, True))
+    for a, b in zip(eager, compiled):
+        np.testing.assert_allclose(b.losses, a.losses, rtol=1e-5)
+        for probe, series in a.probes.items():
+            for key, values in series.items():
+                np.testing.assert_allclose(b.probes[probe][key], values, rtol=1e-3, atol=1e-7, err_msg=f"{probe}/{key}")
+    assert torch._C._dynamo.eval_frame._debug_get_cache_entry_list(StackedRuns._stacked_forward.__code__) == [], \
+        "each group drops its compiled step (kept, they would reach the recompile limit)"
+
+
+def _timings(monkeypatch: pytest.MonkeyPatch, compiled_step: float | Exception) -> list[tuple[int, bool]]:
+    """Stand-in timings: a stack of c runs costs 0.1 s to set up and 0.01·√c s per step; compiled, 5 s to set up and
+    ``compiled_step`` per step (or it raises). Returns the list of timed (chunk size, compiled) it fills."""
+    timed: list[tuple[int, bool]] = []
+
+    def fake(family, width, members, config, device, compiled=False):
+        timed.append((len(members), compiled))
+        if not compiled:
+            return 0.1, 0.01 * len(members) ** 0.5
+        if isinstance(compiled_step, Exception):
+            raise compiled_step
+        return 5.0, compiled_step
+
+    monkeypatch.setattr(stacking, "_timed", fake)
+    return timed
+
+
+@pytest.mark.parametrize("steps, compiled_step, plan, compile_timed", [
+    (1_000, 0.001, stacking.Plan(4), False),  # a 20 s bill: a compilation is not even timed
+    (10_000, 0.01, stacking.Plan(4, compiled=True), True),  # 201 s eager, 105 s compiled
+    (10_000, 0.0199, stacking.Plan(4), True),  # 201 s eager, 204 s compiled
+])
+def test_the_planner_compiles_the_stacked_step_only_where_its_whole_bill_is_lower(
+        monkeypatch: pytest.MonkeyPatch, steps: int, compiled_step: float, plan: stacking.Plan, compile_timed: bool) -> None:
+    timed = _timings(monkeypatch, compiled_step)
+    family = families.mlp(base_width=32, widths=(32, 64))
+    assert stacking.plan_width(family, 32, RUNS, TrainConfig(steps=steps, batch_size=8), torch.device("cpu")) == plan
+    assert ((4, True) in timed) == compile_timed
+
+
+def test_a_step_that_does_not_compile_trains_eagerly_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    _timings(monkeypatch, RuntimeError("inductor: no C++ compiler\nmore"))
+    family = families.mlp(base_width=32, widths=(32, 64))
+    with pytest.warns(stacking.StackingFallbackWarning, match=r"does not compile \(RuntimeError: inductor: no C\+\+ compiler\); training it eagerly$"):
+        plan = stacking.plan_width(family, 32, RUNS, TrainConfig(steps=10_000, batch_size=8), torch.device("cpu"))
+    assert plan == stacking.Plan(4)
