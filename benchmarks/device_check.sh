@@ -3,11 +3,14 @@
 #
 #   benchmarks/device_check.sh [--dry-run] [--cache FILE] [--seeds N] [OUT_DIR]   (OUT_DIR default: ./device-results)
 #
-# On a CUDA machine it runs within 8 minutes of wall time and writes at most 8 files to OUT_DIR:
+# On a CUDA machine it runs within 8 minutes of wall time and writes at most 11 files to OUT_DIR:
 #   env.txt       nvidia-smi, python, torch and CUDA versions, the device
-#   bench.md      benchmarks/bench_sweep.py --gpu: stacked vs loop vs auto, MLP and GPT, runs/s, memory, MFU
+#   bench.md      benchmarks/bench_sweep.py --gpu: loop vs stacked vs compiled vs auto, MLP and GPT, runs/s, memory, MFU
 #   suite.log     pytest scaling_tests/ --gpu --durations=0 (stopped cleanly by SIGINT at its time cap)
 #   report.json, report.md, report.html   the suite's report: every property that finished, calibration included
+#   bf16.log, report-bf16.json   the reference MLP's suite again under --scaling-bf16 (its own cap)
+#   bf16-compare.txt   pytest-scaling compare report.json report-bf16.json: bf16's verdicts and its changes beyond
+#                 the seed noise of the fp32 run (exit 1 there is a finding, not a failed step)
 #   cache.sqlite  the run cache; pass it back with --cache so a later run retrains nothing it holds, and raise
 #                 --seeds (default: the tier's, 3 on the gpu tier) so that it adds seeds to the calibration instead
 #   steps.tsv     per step: its exit status, seconds and time cap
@@ -42,9 +45,9 @@ export PYTHONUNBUFFERED=1
 # On a GPU a failed property (pytest's exit 1) is a finding of an uncalibrated tier, not a broken script; in a dry run
 # the smoke tier on the reference families must pass.
 if [ "$dry_run" = 1 ]; then
-    bench_args=(--dry-run); suite_args=(--scaling-tier smoke); bench_cap=60; suite_cap=45; suite_ok="0"
+    bench_args=(--dry-run); suite_args=(--scaling-tier smoke); bench_cap=90; suite_cap=45; bf16_cap=30; suite_ok="0"
 else
-    bench_args=(--gpu); suite_args=(--gpu); bench_cap=150; suite_cap=270; suite_ok="0 1"
+    bench_args=(--gpu); suite_args=(--gpu); bench_cap=120; suite_cap=240; bf16_cap=90; suite_ok="0 1"
 fi
 
 [ -z "$seeds" ] || suite_args+=(--scaling-seeds "$seeds")
@@ -93,7 +96,13 @@ step bench "$bench_cap" "$out/bench.md" 0 "$python" benchmarks/bench_sweep.py "$
 step suite "$suite_cap" "$out/suite.log" "$suite_ok" "$python" -m pytest scaling_tests/ -q -p no:cacheprovider --durations=0 \
     "${suite_args[@]}" --scaling-cache "$out" --scaling-report "$out/report.json" \
     --scaling-report "$out/report.md" --scaling-report "$out/report.html"
-for file in report.json report.md report.html cache.sqlite; do
+# bf16 autocast is used only where it leaves the verdicts as they are: the reference MLP's properties once more under
+# it, then compared with the fp32 run's (a bf16 value outside the fp32 seed noise is listed; its status is its own).
+step bf16 "$bf16_cap" "$out/bf16.log" "$suite_ok" "$python" -m pytest scaling_tests/ -q -p no:cacheprovider \
+    -k TestReferenceMLP "${suite_args[@]}" --scaling-bf16 --scaling-cache "$out" --scaling-report "$out/report-bf16.json"
+step bf16-compare 20 "$out/bf16-compare.txt" "0 1" "$python" -m pytest_scaling.cli compare "$out/report.json" \
+    "$out/report-bf16.json"
+for file in report.json report.md report.html report-bf16.json bf16-compare.txt cache.sqlite; do
     [ -s "$out/$file" ] || { echo "device_check: $file was not written" >&2; [ "$status" != 0 ] || status=4; }
 done
 echo "device_check: done, exit $status; results in $out"

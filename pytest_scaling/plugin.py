@@ -65,6 +65,9 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--scaling-diagnose", "when a suite property fails, rerun it with each known fix it names (zero readout, "
             "readout × 1/m, μP hidden LR, 1/d attention, qk-layernorm, z-loss, lower ε, ...) applied to the family, "
             "at most 4, and report which restores it", ini="bool", action="store_true"),
+    _Option("--scaling-bf16", "train every run under bf16 autocast (matmuls in bfloat16, as large runs train); "
+            "compare the verdicts with a run without it before trusting them (benchmarks/device_check.sh does)",
+            ini="bool", action="store_true"),
     _Option("--scaling-family", "run the suite on this ModelFamily (or a no-argument callable returning one), "
             "imported from the current directory, in place of the built-in reference families; repeatable",
             ini="args", metavar="MODULE:ATTR", action="append"),
@@ -94,6 +97,7 @@ class _Settings:
     cache_dir: Path | None
     executor: str
     diagnose: bool = False
+    bf16: bool = False
     reports: tuple[Path, ...] = ()
     baseline: dict[str, Any] | None = None
     save_baseline: Path | None = None
@@ -278,7 +282,9 @@ def pytest_configure(config: pytest.Config) -> None:
     save_baseline = next(iter(_given_path(config, "scaling_save_baseline")), None)
     config.stash[_SETTINGS] = _Settings(
         tier, _device_type(config, tier), n_seeds, family_specs, _cache_dir(config), executor,
-        diagnose=bool((_given(config, "scaling_diagnose") or (False,))[0]), reports=_report_paths(config), baseline=_baseline(config), save_baseline=save_baseline,
+        diagnose=bool((_given(config, "scaling_diagnose") or (False,))[0]),
+        bf16=bool((_given(config, "scaling_bf16") or (False,))[0]), reports=_report_paths(config),
+        baseline=_baseline(config), save_baseline=save_baseline,
     )
     config.stash[_RUN] = run = _Run()
     config.pluginmanager.register(run, "scaling-run")
@@ -471,6 +477,7 @@ def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: tor
         cache_dir=settings.cache_dir,
         executor=settings.executor,
         diagnose=settings.diagnose,
+        bf16=settings.bf16,
     )
     pytestconfig.stash[_SESSION] = session
     return session
@@ -487,7 +494,8 @@ def _report(config: pytest.Config) -> dict[str, Any] | None:
     if not raw and not (settings.reports or settings.baseline or settings.save_baseline):
         return None
     records = [make_record(record, run.outcomes.get(record.get("test") or "", "inconclusive")) for record in raw]
-    report = make_report(records, environment(settings.tier.name, settings.device_type, config.rootpath))
+    precision = "bf16 autocast" if settings.bf16 else "fp32"
+    report = make_report(records, environment(settings.tier.name, settings.device_type, config.rootpath, precision))
     if settings.baseline is not None:
         run.comparison = baselines.compare(report, settings.baseline)
     return report

@@ -26,7 +26,8 @@ class ScalingSession:
     """Session-wide state shared by every scaling test: where and how large runs are, and what they recorded.
 
     ``cache_dir`` None means no run cache; otherwise its file is created by the first sweep. ``diagnose``: a failing
-    suite property is rerun with the fixes it names (``pytest_scaling.diagnosis``).
+    suite property is rerun with the fixes it names (``pytest_scaling.diagnosis``). ``bf16``: every sweep trains under
+    bf16 autocast (``TrainConfig.bf16``; its runs are cached apart from fp32's).
     """
 
     tier: Tier
@@ -35,6 +36,7 @@ class ScalingSession:
     cache_dir: Path | None = None
     executor: str = "local"
     diagnose: bool = False
+    bf16: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
     _cache: ResultCache | None = field(default=None, init=False, repr=False)
     _brackets: dict[Any, LRBracket] = field(default_factory=dict, init=False, repr=False)
@@ -72,7 +74,7 @@ class ScalingSession:
         """``pytest_scaling.sweep.sweep`` of ``family`` with this session's seeds, device, cache and executor.
 
         Other keyword arguments (``config``, ``stacking``, ``steps=...``) pass through and may
-        override ``device``, ``cache`` or ``executor``. Bad arguments, a family that does not fit its
+        override ``device``, ``cache`` or ``executor``; a bf16 session trains every config under bf16 autocast. Bad arguments, a family that does not fit its
         task and a cache that cannot be used fail the test with their one-line message, before any
         training; errors raised while training keep their traceback.
         """
@@ -80,7 +82,7 @@ class ScalingSession:
 
         if family is None:
             raise TypeError("scaling.sweep() needs the family to sweep, e.g. scaling.sweep(model_family, lrs=...)")
-        options = {"device": self.device, "executor": self.executor, **kwargs}
+        options = {"device": self.device, "executor": self.executor, **kwargs, **({"bf16": True} if self.bf16 else {})}
         seeds = self.seeds if seeds is None else seeds
         try:
             check_arguments(family, widths=widths, lrs=lrs, seeds=seeds, **options)

@@ -15,6 +15,9 @@ from typing import Iterator, Sequence
 
 import pytest
 import torch
+# bf16 autocast and torch.compile import torch's compiler stack on first use, and its operator libraries register once
+# per process: imported inside an in-process pytester run, it would be unloaded after it and fail to load again.
+import torch._dynamo  # noqa: F401
 
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import textwrap
 
 import pytest
@@ -412,3 +413,24 @@ def test_terminal_summary_tables_the_records_only_when_there_are_records(pyteste
                                  "record * status", "-*", "lr_transfer * pass", "lr_transfer * pass", "coord_check * pass"])
     quiet = run(pytester, "def test_b(scaling):\n    pass\n")
     assert "= scaling =" not in quiet.stdout.str()
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_scaling_bf16_trains_every_sweep_under_autocast_and_the_report_says_so(pytester: pytest.Pytester,
+                                                                             bf16: bool) -> None:
+    result = run(
+        pytester,
+        f"""
+        from pytest_scaling import families
+
+        def test_sweep(scaling):
+            family = families.mlp(widths=(32, 64), base_width=32)
+            result = scaling.sweep(family, widths=[32], lrs=[1e-3], steps=2, batch_size=4)
+            assert result.config.bf16 is {bf16} and ("bf16 autocast" in " ".join(result.recipe)) is {bf16}
+            scaling.record("coord_check", value=0.0)
+        """,
+        "--scaling-no-cache", "--scaling-report", "report.json", *(["--scaling-bf16"] if bf16 else []),
+    )
+    result.assert_outcomes(passed=1)
+    environment = json.loads((pytester.path / "report.json").read_text())["environment"]
+    assert environment["precision"] == ("bf16 autocast" if bf16 else "fp32")

@@ -13,9 +13,10 @@ from pytest_scaling.report.table import grouped
 
 
 def environment_line(env: dict[str, Any]) -> str:
-    """The environment in one line: tier, device, torch and the short commit."""
+    """The environment in one line: tier, device, precision (where the report has it), torch and the short commit."""
     commit = (env.get("commit") or "unknown")[:12]
-    return (f"tier `{env.get('tier')}` · device `{env.get('device')}` · torch `{env.get('torch')}` · "
+    precision = f" · precision `{env['precision']}`" if env.get("precision") else ""
+    return (f"tier `{env.get('tier')}` · device `{env.get('device')}`{precision} · torch `{env.get('torch')}` · "
             f"commit `{commit}`")
 
 

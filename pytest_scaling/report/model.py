@@ -39,11 +39,13 @@ def git_commit(directory: Path) -> str | None:
     return done.stdout.strip() or None
 
 
-def environment(tier: str, device: str, directory: Path) -> dict[str, Any]:
-    """Where the numbers came from: tier, device type, torch version and git commit (null if unknown)."""
+def environment(tier: str, device: str, directory: Path, precision: str = "fp32") -> dict[str, Any]:
+    """Where the numbers came from: tier, device type, precision ("fp32" or "bf16 autocast"), torch version and git
+    commit (null if unknown)."""
     import torch
 
-    return {"tier": tier, "device": device, "torch": torch.__version__, "commit": git_commit(directory)}
+    return {"tier": tier, "device": device, "precision": precision, "torch": torch.__version__,
+            "commit": git_commit(directory)}
 
 
 def make_record(raw: dict[str, Any], status: str) -> dict[str, Any]:
