@@ -6,7 +6,8 @@ probe: for each candidate chunk size c it trains a c-run stack for a few steps, 
 time and the median step time (the first step, which pays first-call costs, left out), and
 predicts the width's whole bill; the cheapest wins.
 The one-by-one loop is always a candidate, so the choice is never slower than it (up to timing
-noise). Where the best stack's predicted bill is long enough for a compilation to pay (``COMPILE_WORTH_TRYING_S``),
+noise). Where the best stack's predicted bill is long enough for a compilation to pay (``COMPILE_WORTH_TRYING_S``, per
+device type),
 the same stack with its step compiled (``torch.compile``; CUDA graphs on CUDA) is timed too, its first step (the
 compilation) counted as set-up, and it wins only if its whole bill is lower. A family's own optimizer stacks when it
 has an exact batched form; otherwise its runs train one by one, with a ``StackingFallbackWarning`` that says why.
@@ -29,10 +30,11 @@ ChunkCallback = Callable[[int, list[RunResult], int], None]
 
 
 PROBE_STEPS = 6
-#: The shortest predicted bill (seconds) for which a compiled step is timed at all: compiling a 2-layer GPT's stacked
-#: step took 15 s on one CPU thread for 7-18% off its eager step (widths 256 and 64), so below this the timing
-#: probe alone would cost more than any compiled step saves.
-COMPILE_WORTH_TRYING_S = 120.0
+#: Per device type, the shortest predicted bill (seconds) for which a compiled step is timed at all. On a CPU,
+#: compiling a 2-layer GPT's stacked step took 15-16 s for 16% and 7% off its eager step (widths 64 and 256, one
+#: thread): it pays back only over 94-230 s, so a shorter bill is not worth the probe. On CUDA the step is bound by
+#: host work that CUDA graphs remove; the bound is a first guess until a device check measures the compilation there.
+COMPILE_WORTH_TRYING_S = {"cpu": 240.0, "cuda": 60.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +116,7 @@ def plan_width(family: ModelFamily, width: int, members: Sequence[tuple[float, i
             return Plan(1)
         predicted[c] = -(-k // c) * (setup + config.steps * per_step)
     best = min(predicted, key=predicted.get)
-    if best > 1 and predicted[best] >= COMPILE_WORTH_TRYING_S:
+    if best > 1 and predicted[best] >= COMPILE_WORTH_TRYING_S.get(device.type, COMPILE_WORTH_TRYING_S["cpu"]):
         compiled = _compiled_bill(family, width, members, config, device, best)
         if compiled is not None and compiled < predicted[best]:
             return Plan(best, compiled=True)

@@ -149,9 +149,9 @@ def _timings(monkeypatch: pytest.MonkeyPatch, compiled_step: float | Exception) 
 
 
 @pytest.mark.parametrize("steps, compiled_step, plan, compile_timed", [
-    (1_000, 0.001, stacking.Plan(4), False),  # a 20 s bill: a compilation is not even timed
-    (10_000, 0.01, stacking.Plan(4, compiled=True), True),  # 201 s eager, 105 s compiled
-    (10_000, 0.0199, stacking.Plan(4), True),  # 201 s eager, 204 s compiled
+    (10_000, 0.001, stacking.Plan(4), False),  # a 201 s bill, under the CPU's 240 s: a compilation is not even timed
+    (20_000, 0.01, stacking.Plan(4, compiled=True), True),  # 400 s eager, 205 s compiled
+    (20_000, 0.0199, stacking.Plan(4), True),  # 400 s eager, 403 s compiled
 ])
 def test_the_planner_compiles_the_stacked_step_only_where_its_whole_bill_is_lower(
         monkeypatch: pytest.MonkeyPatch, steps: int, compiled_step: float, plan: stacking.Plan, compile_timed: bool) -> None:
@@ -165,5 +165,5 @@ def test_a_step_that_does_not_compile_trains_eagerly_with_a_warning(monkeypatch:
     _timings(monkeypatch, RuntimeError("inductor: no C++ compiler\nmore"))
     family = families.mlp(base_width=32, widths=(32, 64))
     with pytest.warns(stacking.StackingFallbackWarning, match=r"does not compile \(RuntimeError: inductor: no C\+\+ compiler\); training it eagerly$"):
-        plan = stacking.plan_width(family, 32, RUNS, TrainConfig(steps=10_000, batch_size=8), torch.device("cpu"))
+        plan = stacking.plan_width(family, 32, RUNS, TrainConfig(steps=20_000, batch_size=8), torch.device("cpu"))
     assert plan == stacking.Plan(4)
