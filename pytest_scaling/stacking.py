@@ -6,11 +6,11 @@ probe: for each candidate chunk size c it trains a c-run stack for a few steps, 
 time and the median step time (the first step, which pays first-call costs, left out), and
 predicts the width's whole bill; the cheapest wins.
 The one-by-one loop is always a candidate, so the choice is never slower than it (up to timing
-noise). Where the best stack's predicted bill is long enough for a compilation to pay (``COMPILE_WORTH_TRYING_S``, per
-device type),
-the same stack with its step compiled (``torch.compile``; CUDA graphs on CUDA) is timed too, its first step (the
-compilation) counted as set-up, and it wins only if its whole bill is lower. A family's own optimizer stacks when it
-has an exact batched form; otherwise its runs train one by one, with a ``StackingFallbackWarning`` that says why.
+noise). Where the best stack's predicted bill is long enough for a compilation to pay (``COMPILE_WORTH_TRYING_S``,
+per device type), the same stack with its step compiled (``torch.compile``; CUDA graphs on CUDA) is timed too, its
+first step (the compilation) counted as set-up, and it wins only if its whole bill is lower. A family's own
+optimizer stacks when it has an exact batched form; otherwise its runs train one by one, with a
+``StackingFallbackWarning`` that says why.
 """
 
 from __future__ import annotations
