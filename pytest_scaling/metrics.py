@@ -395,6 +395,7 @@ class LogitTrend(Result):
     mid: float  # value at the start of the second half
     rise: float  # least-squares rise over the second half (slope × its length in steps); NaN if diverged
     growing: bool  # sustained growth: rise > min_rise and final > growth_factor × mid
+    growth: float  # how near sustained growth: min(rise / min_rise, final / (growth_factor × mid)), > 1 iff growing
     diverged: bool  # a non-finite value, or |value| > cap
     drift: float  # max |value| over the second half minus |value| at the first step
     drifted: bool  # drift > max_drift: the series moved away from 0 and stayed there
@@ -415,17 +416,19 @@ def logit_trend(steps: ArrayLike, values: ArrayLike, *, min_rise: float = 1.0, g
     half = len(steps) // 2
     finite = np.all(np.isfinite(values))
     diverged = not finite or bool(np.max(np.abs(values)) > cap)
-    rise = float("nan")
-    growing = False
+    rise, growth = float("nan"), math.inf
     if finite:
         x, v = steps[half:], values[half:]
         rise = float(np.polyfit(x, v, 1)[0] * (x[-1] - x[0]))
-        growing = rise > min_rise and values[-1] > growth_factor * max(values[half], 0.0)
+        floor = growth_factor * max(values[half], 0.0)
+        rise_to_final = values[-1] / floor if floor > 0 else (math.inf if values[-1] > 0 else 0.0)
+        growth = min(rise / min_rise, float(rise_to_final))
+    growing = finite and rise > min_rise and values[-1] > growth_factor * max(values[half], 0.0)
     drift = float(np.max(np.abs(values[half:])) - abs(values[0])) if finite else math.inf
     return LogitTrend(
         steps=frozen(steps), values=frozen(values), final=float(values[-1]),
         max_abs=float(np.max(np.abs(values))) if finite else float("inf"), mid=float(values[half]),
-        rise=rise, growing=bool(growing), diverged=diverged, drift=drift, drifted=drift > max_drift,
+        rise=rise, growing=bool(growing), growth=growth, diverged=diverged, drift=drift, drifted=drift > max_drift,
     )
 
 

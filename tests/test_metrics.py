@@ -1,10 +1,12 @@
 """Scaling metrics (pytest_scaling.metrics): optimal LR, LR transfer, sensitivity, coord slopes, logit and width trends."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 
+from pytest_scaling.checks.stability import criterion_fraction
 from pytest_scaling.metrics import (
     coord_slopes,
     curve_shift,
@@ -299,6 +301,23 @@ def test_drift_is_the_second_half_above_the_start():
     assert logit_trend(STEPS, -values, max_drift=2.0).drifted  # away from 0 either way (a signed series)
     assert logit_trend(STEPS, np.where(STEPS < 50, 4.0, 0.1), max_drift=0.0).drift < 0  # towards 0 is not drift
     assert not logit_trend(STEPS, np.full(STEPS.size, 1e3)).drifted  # no bound by default
+
+
+def test_the_growth_measure_exceeds_one_exactly_when_the_series_grows():
+    steady = logit_trend(STEPS, 1.0 + 0.05 * STEPS)  # rise 4.95 > 1, ends at 10.95 > 1.5 × 6
+    assert steady.growing and steady.growth == pytest.approx(min(0.05 * 99, 10.95 / 9.0)) and steady.growth > 1
+    slow = logit_trend(STEPS, 5.0 + 0.01 * STEPS)  # rise 0.99: short of both criteria
+    assert not slow.growing and slow.growth == pytest.approx(min(0.99, 6.99 / 9.0))
+    assert logit_trend(STEPS, np.where(STEPS < 150, 1.0, np.nan)).growth == math.inf
+
+
+def test_a_series_that_only_grows_fails_the_logit_check_with_a_value_above_one():
+    steady = logit_trend(STEPS, 1.0 + 0.05 * STEPS)  # far under its cap, yet growing without bound
+    assert criterion_fraction(steady, 1e3, math.inf) == pytest.approx(steady.growth) and steady.growth > 1
+    slow = logit_trend(STEPS, 5.0 + 0.01 * STEPS)  # growth short of the criterion does not count
+    assert criterion_fraction(slow, 1e3, math.inf) == pytest.approx(slow.max_abs / 1e3)
+    drifting = logit_trend(STEPS, np.where(STEPS < 50, 4.0, 6.5), max_drift=2.0)
+    assert criterion_fraction(drifting, 20.0, 2.0) == pytest.approx(2.5 / 2.0)
 
 
 def test_logit_trend_rejects_bad_input():
