@@ -532,7 +532,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         return
     report, comparison, env = run.report, run.comparison, run.report["environment"]
     terminalreporter.section("scaling")
-    terminalreporter.write_line(f"{len(report['records'])} records ({env['tier']} tier, {env['device']}):")
+    precision = "" if env.get("precision", "fp32") == "fp32" else f", {env['precision']}"
+    terminalreporter.write_line(f"{len(report['records'])} records ({env['tier']} tier, {env['device']}{precision}):")
     terminalreporter.write_line(grouped(report, "simple"))
     for record, diagnosis in diagnoses(report):
         terminalreporter.write_line(f"diagnosis of {record['name']}: {diagnosis.conclusion()}", bold=True)

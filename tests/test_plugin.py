@@ -434,3 +434,4 @@ def test_scaling_bf16_trains_every_sweep_under_autocast_and_the_report_says_so(p
     result.assert_outcomes(passed=1)
     environment = json.loads((pytester.path / "report.json").read_text())["environment"]
     assert environment["precision"] == ("bf16 autocast" if bf16 else "fp32")
+    result.stdout.fnmatch_lines([f"1 records (cpu tier, cpu{', bf16 autocast' if bf16 else ''}):"])
