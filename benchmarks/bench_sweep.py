@@ -106,13 +106,22 @@ def _time_ways(job: tuple, ways: tuple[str, ...], members: list, loop_members: l
     ctx = mp.get_context("spawn")
     measured: dict[str, list] = {way: [] for way in ways}
     for _ in range(repeats):
-        for stacking in measured:
+        for stacking in ways:
+            if stacking not in measured:
+                continue
             args = (family_name, width, loop_members if stacking == "none" else members, config, device, stacking)
-            if in_process:
-                measured[stacking].append(_measure(args))
-            else:
-                with ctx.Pool(1) as pool:
-                    measured[stacking].append(pool.apply(_measure, (args,)))
+            try:
+                if in_process:
+                    measured[stacking].append(_measure(args))
+                else:
+                    with ctx.Pool(1) as pool:
+                        measured[stacking].append(pool.apply(_measure, (args,)))
+            except Exception as exc:  # noqa: BLE001 - the compiled way is new on most cards: its failure is a finding
+                if stacking != "compiled":
+                    raise
+                print(f"bench_sweep: {family_name} width {width}: the compiled way failed ({type(exc).__name__}: "
+                      f"{(str(exc).splitlines() or [''])[0]})", file=sys.stderr, flush=True)
+                del measured[stacking]
     return measured
 
 
@@ -158,7 +167,7 @@ def main() -> int:
             row = [family_name, width, len(members), config.steps]
             for way in ("none", "all", "compiled", "auto"):
                 if way not in measured:
-                    row += ["-", "-", "-"]
+                    row += ["failed" if way in ways else "-", "-", "-"]
                     continue
                 ratios = [r / base for r, base in zip(runs_per_s[way], runs_per_s["none"])]
                 row += [f"{statistics.median(runs_per_s[way]):.2f}", _spread(ratios),
