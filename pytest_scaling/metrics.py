@@ -421,9 +421,9 @@ def logit_trend(steps: ArrayLike, values: ArrayLike, *, min_rise: float = 1.0, g
         x, v = steps[half:], values[half:]
         rise = float(np.polyfit(x, v, 1)[0] * (x[-1] - x[0]))
         floor = growth_factor * max(values[half], 0.0)
-        rise_to_final = values[-1] / floor if floor > 0 else (math.inf if values[-1] > 0 else 0.0)
-        growth = min(rise / min_rise, float(rise_to_final))
-    growing = finite and rise > min_rise and values[-1] > growth_factor * max(values[half], 0.0)
+        final_over_floor = values[-1] / floor if floor > 0 else (math.inf if values[-1] > 0 else 0.0)
+        growth = min(rise / min_rise, float(final_over_floor))
+    growing = bool(finite and growth > 1)
     drift = float(np.max(np.abs(values[half:])) - abs(values[0])) if finite else math.inf
     return LogitTrend(
         steps=frozen(steps), values=frozen(values), final=float(values[-1]),

@@ -212,6 +212,11 @@ def _check_cache(directory: Path) -> None:
             raise pytest.UsageError(str(err)) from None
 
 
+def _switch(config: pytest.Config, dest: str) -> bool:
+    """A store_true option, on from the command line or its ini key."""
+    return bool((_given(config, dest) or (False,))[0])
+
+
 def _given_path(config: pytest.Config, dest: str) -> list[Path]:
     """A path option's path(s): from the invocation directory on the command line, from the rootdir in the ini."""
     given = _given(config, dest)
@@ -282,8 +287,7 @@ def pytest_configure(config: pytest.Config) -> None:
     save_baseline = next(iter(_given_path(config, "scaling_save_baseline")), None)
     config.stash[_SETTINGS] = _Settings(
         tier, _device_type(config, tier), n_seeds, family_specs, _cache_dir(config), executor,
-        diagnose=bool((_given(config, "scaling_diagnose") or (False,))[0]),
-        bf16=bool((_given(config, "scaling_bf16") or (False,))[0]), reports=_report_paths(config),
+        diagnose=_switch(config, "scaling_diagnose"), bf16=_switch(config, "scaling_bf16"), reports=_report_paths(config),
         baseline=_baseline(config), save_baseline=save_baseline,
     )
     config.stash[_RUN] = run = _Run()

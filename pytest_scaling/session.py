@@ -74,7 +74,8 @@ class ScalingSession:
         """``pytest_scaling.sweep.sweep`` of ``family`` with this session's seeds, device, cache and executor.
 
         Other keyword arguments (``config``, ``stacking``, ``steps=...``) pass through and may
-        override ``device``, ``cache`` or ``executor``; a bf16 session trains every config under bf16 autocast. Bad arguments, a family that does not fit its
+        override ``device``, ``cache`` or ``executor``; a bf16 session trains every config under bf16
+        autocast. Bad arguments, a family that does not fit its
         task and a cache that cannot be used fail the test with their one-line message, before any
         training; errors raised while training keep their traceback.
         """
