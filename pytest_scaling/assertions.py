@@ -5,14 +5,15 @@ AssertionError whose message is a small table of the evidence, the threshold, an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 from tabulate import tabulate
 
 from .decay import DecayTimescales
 from .fit import ExtrapolationResult, PowerLawFit
-from .metrics import CoordCheckResult, CurveShiftResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
+from .model_facts import lr_rule, model_facts
+from .metrics import CoordCheckResult, CoordVerdict, CurveShiftResult, EpsilonResult, LogitTrend, SensitivityResult, TransferResult, WidthTrend
 
 WIDEN_GRID = "widen the LR grid"
 #: Starts the line of a failure that names possible causes nobody tested: the suite's diagnosis replaces it.
@@ -35,7 +36,25 @@ def _fail(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], 
     raise AssertionError("\n".join([title, "", table, "", *facts, hint]))
 
 
-def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -> TransferResult:
+def _mup_lr_questions(model: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+    """What the model reading (``model_facts.read_model``) rules out among μP's usual LR causes, as a clause for what
+    was seen, and the questions left to ask."""
+    reading = dict(model or {})
+    found, asks = [], []
+    if lr_rule(reading, "hidden") == "η/m":
+        found.append("hidden LR η/m")
+    else:
+        asks.append("is the hidden-layer LR scaled by 1/m?")
+    if lr_rule(reading, "output") == "η/m":
+        found.append("readout LR η/m")
+        asks.append("is the readout initialised with variance 1/fan_in² (or zero)?")
+    else:
+        asks.append("is the readout zero-initialised (or variance 1/fan_in²) and multiplied by 1/m in the forward pass?")
+    return (f" ({', '.join(found)} as read from the optimizer, so not that)" if found else ""), asks
+
+
+def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25,
+                       model: Mapping[str, Any] | None = None) -> TransferResult:
     """η* must not move with width: |slope of log2 η* on log2 width| ≤ max_abs_slope (0.25: DESIGN §4's μP bound).
 
     Fails, with "widen the LR grid", when any (width, seed) optimum sits on a grid edge: dropping
@@ -55,8 +74,8 @@ def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -
               f"an optimum sits on the LR grid's edge: {WIDEN_GRID} (extend it past the edge named above)")
     assert result.slope is not None
     if abs(result.slope) > max_abs_slope:
-        hint = (_hint("the optimum drifts like SP: η* falls as width grows",
-                      "is the hidden-layer LR scaled by 1/m, and the readout zero-initialised or multiplied by 1/m?")
+        checked, asks = _mup_lr_questions(model)
+        hint = (_hint("the optimum drifts like SP: η* falls as width grows" + checked, " ".join(asks))
                 if result.slope < 0 else
                 _hint("the optimum rises with width", "is a 1/m LR or multiplier applied to a layer that should not "
                       "scale (input weights, biases, norm gains)?"))
@@ -64,16 +83,21 @@ def assert_lr_transfer(result: TransferResult, *, max_abs_slope: float = 0.25) -
     return result
 
 
-def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15, two_sided: bool = True) -> CoordCheckResult:
+def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15, two_sided: bool = True,
+                       verdicts: Sequence[CoordVerdict] = (), expected_at_init: Sequence[float | None] | None = None,
+                       model: Mapping[str, Any] | None = None) -> CoordCheckResult:
     """Activation sizes must not scale with width: |slope of log size on log width| ≤ max_abs_slope for every layer and step.
 
-    0.15 is DESIGN §4's μP bound (SP's readout reaches ≈ 0.5-1 after one step). Layers are in
-    forward order, the last being the readout. ``two_sided=False`` fails on growth only (slope >
-    max_abs_slope): the blow-up that breaks transfer, while a muP readout still shrinking towards its
-    Θ(1) update part in the first steps at finite width passes. Cells exactly 0 at some width (a
-    zero-initialised layer before its first update) have no slope and are skipped; a layer exactly 0 at
-    every step fails: it never moved, so it is dead, and nothing about its scaling was checked.
+    0.15 is the μP bound (SP's readout reaches ≈ 0.5-1 after one step). Layers are in forward order, the last being
+    the readout. ``two_sided=False`` fails on growth only. Cells exactly 0 at some width (a zero-initialised layer
+    before its first update) have no slope and are skipped; a layer exactly 0 at every step fails: it never moved, so
+    it is dead, and nothing about its scaling was checked. With ``verdicts`` (``checks.coord_check``: the
+    parametrization up to every layer's first update, the training dynamics after) those decide instead, each on its
+    own line; ``expected_at_init`` is each row's slope at init μP predicts (``metrics.coord_excess``), and ``model``
+    (``model_facts.read_model``) is what the hint reads before it asks about a cause.
     """
+    if verdicts:
+        return _assert_coord_verdicts(result, verdicts, expected_at_init or [None] * len(result.layers), model or {})
     slopes = result.slopes
     excess = np.where(result.measured, np.abs(slopes) if two_sided else slopes, -np.inf)
     worst = np.unravel_index(np.argmax(excess), slopes.shape)
@@ -83,27 +107,91 @@ def assert_coord_check(result: CoordCheckResult, *, max_abs_slope: float = 0.15,
     bound = f"|slope| ≤ {max_abs_slope}" if two_sided else f"slope ≤ +{max_abs_slope} (growth only)"
     facts = [f"widths {', '.join(_num(w) for w in result.widths)}; worst: {layer} at step {step}, "
              f"slope {slopes[worst]:+.3f}; threshold {bound}", *_zero_facts(result)]
-    # Growth spreads from where it starts, forwards through the layers and, via the gradients, backwards over the next
-    # steps: the likeliest cause is the first failing layer (forward order) at the earliest step where any fails.
     failing = excess > max_abs_slope
+    facts.append(_first_to_grow(result, failing))
+    _fail("coordinate check failed: activation size scales with width", headers, rows, facts,
+          _coord_hint(result, failing, {}))
+
+
+def verdict_line(verdict: CoordVerdict) -> str:
+    """One verdict on one line: its steps, worst cell, value against its bound with the seeds' noise, and status."""
+    steps = "-".join(str(t) for t in (verdict.steps[0], verdict.steps[-1])) if len(verdict.steps) > 1 else str(verdict.steps[0])
+    where = f" at {verdict.worst[0]} step {verdict.worst[1]}" if verdict.worst else ""
+    status = {"pass": "pass", "fail": "FAIL", "unresolved": "inconclusive (within noise of the bound)"}[verdict.status]
+    seeds = ", ".join(f"{v:+.3f}" for v in verdict.seed_values)
+    noise = f"noise ±{verdict.noise:.3f}" if len(verdict.seed_values) > 1 else "one seed: no noise estimate"
+    return (f"steps {steps} ({verdict.name}): worst slope {verdict.value:+.3f}{where}; bound {verdict.bound:g}; "
+            f"seeds {seeds}, {noise}: {status}")
+
+
+def _assert_coord_verdicts(result: CoordCheckResult, verdicts: Sequence[CoordVerdict],
+                           expected_at_init: Sequence[float | None], model: Mapping[str, Any]) -> CoordCheckResult:
+    """Fail when a verdict fails (a dead layer fails too); the message has one line per verdict."""
+    failed = [v for v in verdicts if v.status == "fail"]
+    if not failed:
+        return _no_dead_layers(result, "coordinate check failed: a layer never moves off 0")
+    verdict = failed[0]
+    columns = np.isin(np.asarray(result.steps), verdict.steps)
+    predicted = np.array([np.nan if e is None else e for e in expected_at_init], dtype=float)[:, None]
+    at_init = ~np.isnan(predicted) & (np.asarray(result.steps) == 0)[None, :]
+    signed = np.where(at_init, np.abs(result.slopes - np.nan_to_num(predicted)), result.slopes)
+    failing = np.where(np.isnan(signed), False, signed > verdict.bound) & columns[None, :]
+    layer, step = verdict.worst or (result.layers[0], result.steps[0])
+    headers, rows, _, _ = _coord_table(result, (result.layers.index(layer), result.steps.index(step)))
+    facts = [f"widths {', '.join(_num(w) for w in result.widths)}", *map(verdict_line, verdicts), *_zero_facts(result),
+             _first_to_grow(result, failing), *model_facts(dict(model))]
+    span = f"steps {verdicts[0].steps[0]}-{verdicts[0].steps[-1]}"
+    title = (f"coordinate check failed: the parametrization scales with width ({span})" if verdict is verdicts[0] else
+             f"coordinate check failed: activations grow with width in training (the parametrization, {span}, "
+             "passes)")
+    _fail(title, headers, rows, facts, _coord_hint(result, failing, model, expected_at_init))
+
+
+def _first_to_grow(result: CoordCheckResult, failing: np.ndarray) -> str:
+    """Growth spreads from where it starts, forwards through the layers and, via the gradients, backwards over the
+    next steps: the likeliest cause is the first failing layer (forward order) at the earliest failing step."""
     earliest = int(np.flatnonzero(failing.any(axis=0))[0])
     first = int(np.flatnonzero(failing[:, earliest])[0])
-    facts.append(f"the first to grow: {result.layers[first]} at step {result.steps[earliest]}")
-    if step == 0:
-        hint = _hint("activations already scale with width at initialisation",
-                     "is the init variance 1/fan_in (1/fan_in² or zero for the readout)?")
-    elif slopes[worst] < 0:
-        hint = _hint("activations shrink with width during training", "is an LR or multiplier scaled down twice?")
+    return f"the first to grow: {result.layers[first]} at step {result.steps[earliest]}"
+
+
+def _coord_hint(result: CoordCheckResult, failing: np.ndarray, model: Mapping[str, Any],
+                expected_at_init: Sequence[float | None] = ()) -> str:
+    """What the first failing cell suggests, asking only about causes the model reading did not rule out."""
+    earliest = int(np.flatnonzero(failing.any(axis=0))[0])
+    first = int(np.flatnonzero(failing[:, earliest])[0])
+    layer, step = result.layers[first], result.steps[earliest]
+    predicted = expected_at_init[first] if step == 0 and first < len(expected_at_init) else None
+    slope = result.slopes[first, earliest] - (predicted or 0.0)
+    hidden_ok = lr_rule(dict(model), "hidden") == "η/m"
+    hidden_ask = [] if hidden_ok else ["is the hidden-layer LR scaled by 1/m?"]
+    checked = "; hidden LR η/m as read from the optimizer, so not that" if hidden_ok else ""
+    if layer.endswith(" (attention logits)") and step == 0 and predicted:
+        seen = (f"{layer} at init: slope {result.slopes[first, earliest]:+.2f} where μP's 1/d_head gives "
+                f"{predicted:+.2f} for independent q and k (the head size grows with width)")
+        asks, checked = ["are attention logits scaled by 1/d_head (μP), not 1/sqrt(d_head)?"], ""
+    elif slope < 0:
+        seen = f"{layer} shrinks with width at step {step}"
+        asks = ["is its init std independent of width (an input layer's is 1, not 1/√width)?"] if step == 0 else \
+            ["is an LR or multiplier scaled down twice?"]
+    elif step == 0:
+        seen, asks = "activations already scale with width at initialisation", [
+            "is the init variance 1/fan_in (1/fan_in² or zero for the readout)?"]
     elif first == len(result.layers) - 1:
-        hint = _hint("the output layer grows with width first", "is the readout initialised with variance 1/fan_in² "
-                     "(or zero) and its LR or forward multiplier scaled by 1/m?")
-    elif "attn" in result.layers[first] or "attention" in result.layers[first]:
-        hint = _hint(f"attention grows with width first, at {result.layers[first]}", "are attention logits scaled "
-                     "by 1/d_head (μP), not 1/sqrt(d_head), and is the hidden-layer LR scaled by 1/m?")
+        readout_checked, asks = _mup_lr_questions(model)
+        seen, asks, checked = "the output layer grows with width first" + readout_checked, asks[-1:], ""
+        if (layer, result.steps[0]) in result.zero_cells:  # exactly 0 at init: its init is not the cause
+            seen += "; the readout is exactly 0 at init"
+            asks = (["does a multiplier between the last layer and the logits grow with width?"]
+                    if lr_rule(dict(model), "output") == "η/m" else
+                    ["is the readout multiplied by 1/m in the forward pass (or its LR η/m)?"])
+    elif "attn" in layer or "attention" in layer:
+        seen = f"attention grows with width first, at {layer}"
+        asks = ["are attention logits scaled by 1/d_head (μP), not 1/sqrt(d_head)?", *hidden_ask]
     else:
-        hint = _hint(f"hidden activations grow with width first, at {result.layers[first]}",
-                     "is the hidden-layer LR scaled by 1/m?")
-    _fail("coordinate check failed: activation size scales with width", headers, rows, facts, hint)
+        seen = f"hidden activations grow with width first, at {layer}"
+        asks = hidden_ask or [f"does a multiplier or a normalisation inside {layer}'s path change with width?"]
+    return _hint(seen + checked, " ".join(asks))
 
 
 def _coord_table(result: CoordCheckResult, worst: tuple) -> tuple[list[str], list[list[str]], str, int]:
@@ -163,7 +251,7 @@ def assert_depth_coord_check(result: CoordCheckResult, *, max_abs_slope: float =
 
 
 def _assert_curve_transfer(result: CurveShiftResult, *, size_name: str, context: str, max_abs_slope: float,
-                           hint_falls: str, hint_rises: str) -> CurveShiftResult:
+                           hint_falls: str, hint_rises: str, seen_falls: str = "") -> CurveShiftResult:
     """|slope of the loss-vs-LR curve's log2-LR shift on log2 size| ≤ max_abs_slope, with a table of the shifts."""
     if abs(result.slope) <= max_abs_slope:
         return result
@@ -173,17 +261,19 @@ def _assert_curve_transfer(result: CurveShiftResult, *, size_name: str, context:
              f"threshold |slope| ≤ {max_abs_slope}"]
     _fail(f"LR transfer across {size_name} failed: the loss-vs-LR curve moves with {size_name}",
           [size_name, "shift (log2 LR, mean)", "shift per seed"], rows, facts,
-          _hint(f"the optimal LR falls as {size_name} grows", hint_falls) if result.slope < 0 else
+          _hint(f"the optimal LR falls as {size_name} grows{seen_falls}", hint_falls) if result.slope < 0 else
           _hint(f"the optimal LR rises as {size_name} grows", hint_rises))
 
 
-def assert_lr_curve_transfer(result: CurveShiftResult, *, max_abs_slope: float) -> CurveShiftResult:
+def assert_lr_curve_transfer(result: CurveShiftResult, *, max_abs_slope: float,
+                             model: Mapping[str, Any] | None = None) -> CurveShiftResult:
     """The loss-vs-LR curve must not move along the LR axis with width: |slope of its log2-LR shift on log2 width| ≤
-    max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat."""
+    max_abs_slope. The shift uses the whole curve (``metrics.curve_shift``), since the top of a curve is often flat.
+    ``model`` (``model_facts.read_model``) keeps the hint from asking about what it read."""
+    checked, asks = _mup_lr_questions(model)
     return _assert_curve_transfer(
-        result, size_name="width", context="", max_abs_slope=max_abs_slope,
-        hint_falls="is the family under μP (hidden and readout LR × 1/m, readout init ≤ 1/width), and does the "
-                   "readout start at zero at small widths (families.gpt(zero_readout=True))?",
+        result, size_name="width", context="", max_abs_slope=max_abs_slope, seen_falls=checked,
+        hint_falls=" ".join(asks),
         hint_rises="is a layer's LR or init scaled down twice?")
 
 
@@ -290,27 +380,31 @@ def assert_lr_sensitivity(values_or_result: SensitivityResult | float | Sequence
 
 
 def assert_no_logit_divergence(trends: LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend], *,
-                               allow_growth: bool = False) -> LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend]:
-    """No series may diverge (non-finite or past its cap), drift (|value| in the second half too far above its start)
-    nor, unless allow_growth, keep growing through the second half."""
+                               allow_growth: bool = False,
+                               drift_fails: bool = True) -> LogitTrend | Mapping[str, LogitTrend] | Sequence[LogitTrend]:
+    """No series may diverge (non-finite or past its cap), drift (|value| in the second half too far above its start;
+    unless ``drift_fails`` is False: something pulls it back) nor, unless allow_growth, keep growing through the
+    second half."""
     named = (trends.items() if isinstance(trends, Mapping) else
              [("series", trends)] if isinstance(trends, LogitTrend) else
              [(f"series {i}", t) for i, t in enumerate(trends)])
     named = list(named)
-    bad = [name for name, t in named if t.diverged or t.drifted or (t.growing and not allow_growth)]
+    bad = [name for name, t in named if t.diverged or (t.drifted and drift_fails) or (t.growing and not allow_growth)]
     if not bad:
         return trends
     rows = [[name, _num(t.final), _num(t.max_abs), _num(t.drift), _num(t.mid), _num(t.rise),
-             "DIVERGED" if t.diverged else ("DRIFTED" if t.drifted else ("growing" if t.growing else "ok"))]
+             "DIVERGED" if t.diverged else ("DRIFTED" if t.drifted and drift_fails else
+                                            ("growing" if t.growing else "drifted, held" if t.drifted else "ok"))]
             for name, t in named]
     facts = [f"failing: {', '.join(bad)}" + ("" if allow_growth else "; sustained growth counts as failure")]
-    hint = _hint("logits grow without bound or log Z drifts from 0", "does the model lack qk-layernorm (it bounds "
-                 "the attention logits) or a z-loss strong enough for the run's length (it keeps log Z near 0)?")
+    hint = _hint("logits grow without bound or log Z drifts from 0 with nothing in the objective to pull it back",
+                 "does the model lack qk-layernorm (it bounds the attention logits) or a z-loss (nothing else in "
+                 "cross-entropy holds log Z)?")
     _fail("logit divergence", ["series", "final", "max |value|", "drift (2nd half)", "mid-run", "rise (2nd half)",
                                "status"], rows, facts, hint)
 
 
-def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01) -> WidthTrend:
+def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01, model: Mapping[str, Any] | None = None) -> WidthTrend:
     """At a fixed LR the loss must not rise with width by more than rtol (relative) between any narrower and wider model.
 
     1% allows seed noise in a mean over a few seeds; calibrate per tier.
@@ -324,8 +418,8 @@ def assert_wider_is_better(result: WidthTrend, *, rtol: float = 0.01) -> WidthTr
     i, j = result.worst_pair
     facts = [f"worst: width {_num(result.widths[j])} is {result.max_rel_increase:.2%} above width {_num(result.widths[i])}; "
              f"threshold ≤ {rtol:.2%}; slope {_num(result.slope_per_doubling)} per doubling"]
-    hint = _hint("wider is worse at a fixed LR: the optimum drifts with width", "is the hidden-layer LR scaled by "
-                 "1/m and the readout initialised with variance 1/fan_in² (or zero)?")
+    checked, asks = _mup_lr_questions(model)
+    hint = _hint("wider is worse at a fixed LR: the optimum drifts with width" + checked, " ".join(asks))
     _fail("wider is not better", ["width", "loss", "vs best narrower"], rows, facts, hint)
 
 

@@ -385,6 +385,72 @@ def coord_slopes(widths: ArrayLike, sizes: ArrayLike, layers: Sequence[str] | No
 
 
 @dataclass(frozen=True, eq=False)
+class CoordVerdict(Result):
+    """One verdict of the coordinate check over some of its steps: the worst excess slope over its cells (growth, or
+    |slope| in a two-sided row), measured on the seeds' geometric-mean sizes and on each seed alone.
+
+    ``status`` is "fail" when the value is past ``bound`` by more than ``sigmas`` standard errors of the seed values,
+    "pass" when it is below by as much, and "unresolved" between: within noise of the bound (a verdict there would be a
+    coin flip; the check adds seeds, then calls it inconclusive)."""
+
+    name: str
+    steps: tuple[int, ...]
+    value: float
+    seed_values: tuple[float, ...]
+    bound: float
+    worst: tuple[str, int] | None  # (layer, step) of the worst cell; None when no cell is measured
+    sigmas: float = 2.0
+
+    @property
+    def noise(self) -> float:
+        """Standard error of the value from the seeds' spread (0 with one seed: no spread to estimate)."""
+        values = np.asarray(self.seed_values, dtype=float)
+        values = values[np.isfinite(values)]
+        return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+
+    @property
+    def status(self) -> str:
+        if not math.isfinite(self.value) or abs(self.value - self.bound) > self.sigmas * self.noise:
+            return "fail" if self.value > self.bound else "pass"
+        return "unresolved"
+
+
+def coord_excess(result: CoordCheckResult, steps: Sequence[int], expected_at_init: Sequence[float | None],
+                 sustained: bool = False) -> tuple[float, tuple[str, int] | None]:
+    """The worst excess slope over the measured cells of ``steps``: the slope (growth) in every cell; at step 0, in a
+    row whose slope at init μP predicts (``expected_at_init`` not None: 0 for a layer kept Θ(1), −½ per doubling of
+    the head size for attention logits of independent q and k), the distance from that prediction either way; with
+    its (layer, step). ``sustained``: a row counts with its smallest excess over the steps (growth that persists; the
+    step reported is the last). -inf and None when no cell is measured."""
+    columns = [result.steps.index(t) for t in steps]
+    slopes = result.slopes[:, columns]
+    predicted = np.array([np.nan if e is None else e for e in expected_at_init], dtype=float)[:, None]
+    at_init = ~np.isnan(predicted) & (np.asarray(steps) == 0)[None, :]
+    excess = np.where(at_init, np.abs(slopes - np.nan_to_num(predicted)), slopes)
+    labels = list(steps)
+    if sustained:  # a row grows by the least it grew at any of the steps: a swing at one step does not count
+        excess, labels = excess.min(axis=1, keepdims=True), labels[-1:]  # NaN (a zero cell) leaves the row out
+    excess = np.where(np.isnan(excess), -np.inf, excess)
+    if not np.isfinite(excess).any():
+        return -math.inf, None
+    row, column = np.unravel_index(np.argmax(excess), excess.shape)
+    return float(excess[row, column]), (result.layers[row], labels[column])
+
+
+def coord_verdict(name: str, widths: ArrayLike, per_seed_sizes: Sequence[ArrayLike], layers: Sequence[str],
+                  all_steps: Sequence[int], steps: Sequence[int], expected_at_init: Sequence[float | None], bound: float,
+                  sigmas: float = 2.0, sustained: bool = False) -> CoordVerdict:
+    """The verdict over ``steps`` of a coordinate check whose sizes are [layer, step, width] per seed (``all_steps``
+    label their step axis); see ``CoordVerdict`` and ``coord_excess``."""
+    mean = coord_slopes(widths, seed_geometric_mean(per_seed_sizes), layers=layers, steps=all_steps)
+    value, worst = coord_excess(mean, steps, expected_at_init, sustained)
+    seed_values = tuple(coord_excess(coord_slopes(widths, sizes, layers=layers, steps=all_steps), steps,
+                                     expected_at_init, sustained)[0] for sizes in per_seed_sizes)
+    return CoordVerdict(name=name, steps=tuple(steps), value=value, seed_values=seed_values, bound=bound, worst=worst,
+                        sigmas=sigmas)
+
+
+@dataclass(frozen=True, eq=False)
 class LogitTrend(Result):
     """Growth of a logit-size series (max attention logit, |log Z|) over training."""
 

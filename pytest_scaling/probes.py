@@ -4,9 +4,9 @@
 (the coordinate-check statistic) and, for normalisation layers (``is_norm``), the mean |input|: in a
 pre-LN network the final norm reads the residual stream the readout sees, the depth check's statistic.
 The largest attention logit of each attention module is recorded from any of: calls to
-``F.scaled_dot_product_attention`` (seen by a torch function mode), ``nn.MultiheadAttention`` modules
-(recomputed from their weights and inputs by a pre-hook), and ``record_attention_logits`` for hand-written
-attention. A model needs no change for any of it; outside ``probing`` nothing is installed.
+``F.scaled_dot_product_attention`` and, for hand-written attention, softmax calls over a square score matrix inside a
+module (both seen by a torch function mode), ``nn.MultiheadAttention`` modules (recomputed from their weights and
+inputs by a pre-hook), and ``record_attention_logits`` for attention none of these sees. A model needs no change for any of it; outside ``probing`` nothing is installed.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class ProbeRecorder:
     norm_input_size: dict[str, float] = field(default_factory=dict)
     attention_logit_max: dict[str, float] = field(default_factory=dict)
     attention_logit_size: dict[str, float] = field(default_factory=dict)  # mean |logit| over attended entries
+    attention_heads: dict[str, float] = field(default_factory=dict)  # heads per call, where the logits show them
 
     def name_of(self, module: nn.Module) -> str:
         """The module's name in the probed model; its class name for the root (named "") or a foreign module."""
@@ -51,9 +52,12 @@ class ProbeRecorder:
         else:
             self.activation_size[LOGITS] = _mean_abs(logits)
 
-    def note_attention(self, name: str, logits: tuple[float, float]) -> None:
+    def note_attention(self, name: str, logits: tuple[float, float], heads: int | None = None) -> None:
         """Keep the largest logit (NaN, a diverged run, wins) and the largest mean |logit| a module produced over its
-        calls: ``logits`` is (max, mean |logit|) of one call's attended entries."""
+        calls: ``logits`` is (max, mean |logit|) of one call's attended entries; ``heads``, its head count where the
+        call shows it (the coordinate check expects μP's logits at init from how the head size grows)."""
+        if heads is not None:
+            self.attention_heads[name] = float(heads)
         logit_max, logit_size = logits
         previous = self.attention_logit_max.get(name, -math.inf)
         self.attention_logit_max[name] = float(np.maximum(previous, logit_max))
@@ -186,9 +190,33 @@ def _mha_logits(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tens
     return _logit_stats(q, k, 1.0 / math.sqrt(head_dim), biases)
 
 
-class _SDPALogits(TorchFunctionMode):
-    """Records the largest logit of every ``F.scaled_dot_product_attention`` call under the innermost running module,
-    then runs the call unchanged."""
+#: Below this an attention logit is a mask (a hand-written ``masked_fill(mask, -1e9)``), not a score.
+MASKED_LOGIT = -1e4
+_SOFTMAX = (torch.softmax, F.softmax, torch.Tensor.softmax)
+
+
+def _heads(scores_or_query: torch.Tensor) -> int | None:
+    """The head count of a [batch, heads, L, ...] tensor; None with fewer dimensions (heads not told apart)."""
+    return int(scores_or_query.size(-3)) if scores_or_query.dim() >= 4 else None
+
+
+def _softmax_attention_logits(args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The input of a softmax call when it looks like hand-written attention: a [..., L, L] score matrix (at least 3
+    dimensions, square in its last two) normalised over its last dimension; None otherwise."""
+    scores = args[0] if args else kwargs.get("input")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if not isinstance(scores, torch.Tensor) or scores.dim() < 3 or dim is None:
+        return None
+    if dim % scores.dim() != scores.dim() - 1 or scores.size(-1) != scores.size(-2) or scores.is_nested:
+        return None
+    return scores
+
+
+class _AttentionLogits(TorchFunctionMode):
+    """Records the logits of every ``F.scaled_dot_product_attention`` call, and of every softmax over a square score
+    matrix called inside a module (hand-written attention: ``(q @ k.T * scale).masked_fill(...).softmax(-1)``), under
+    the innermost running module, then runs the call unchanged. A softmax outside every module (a loss) is not
+    attention."""
 
     def __init__(self, recorder: ProbeRecorder, running: list[nn.Module]):
         super().__init__()
@@ -196,12 +224,21 @@ class _SDPALogits(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        logits, heads = None, None
         if func is F.scaled_dot_product_attention:
             with torch.no_grad():
                 logits = _sdpa_logits(*args, **kwargs)
-            if logits is not None:
-                name = self.recorder.name_of(self.running[-1]) if self.running else "scaled_dot_product_attention"
-                self.recorder.note_attention(name, logits)
+            query = args[0] if args else kwargs.get("query")
+            heads = _heads(query) if isinstance(query, torch.Tensor) and not query.is_nested else None
+        elif func in _SOFTMAX and len(self.running) > 1:
+            scores = _softmax_attention_logits(args, kwargs)
+            if scores is not None:
+                with torch.no_grad():
+                    scores = scores.detach().float()
+                    logits, heads = _stats(scores.masked_fill(scores <= MASKED_LOGIT, -math.inf)), _heads(scores)
+        if logits is not None:
+            name = self.recorder.name_of(self.running[-1]) if self.running else "scaled_dot_product_attention"
+            self.recorder.note_attention(name, logits, heads)
         return func(*args, **kwargs)
 
 
@@ -235,7 +272,7 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
 
     def record_mha(module: nn.Module, args: tuple, kwargs: dict) -> None:
         with torch.no_grad():
-            recorder.note_attention(recorder.name_of(module), _mha_logits(module, *args, **kwargs))
+            recorder.note_attention(recorder.name_of(module), _mha_logits(module, *args, **kwargs), module.num_heads)
 
     handles = [model.register_forward_hook(record_logits)]
     for m in model.modules():
@@ -248,7 +285,7 @@ def probing(model: nn.Module) -> Iterator[ProbeRecorder]:
             handles.append(m.register_forward_pre_hook(record_mha, with_kwargs=True))
     token = _ACTIVE.set(recorder)
     try:
-        with _SDPALogits(recorder, running):
+        with _AttentionLogits(recorder, running):
             yield recorder
     finally:
         _ACTIVE.reset(token)
@@ -264,4 +301,4 @@ def record_attention_logits(module: nn.Module, logits: torch.Tensor) -> None:
         return
     recorder = _ACTIVE.get()
     if recorder is not None:
-        recorder.note_attention(recorder.name_of(module), _stats(logits.detach().float()))
+        recorder.note_attention(recorder.name_of(module), _stats(logits.detach().float()), _heads(logits))

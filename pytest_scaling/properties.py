@@ -22,6 +22,10 @@ Worse = Literal["higher", "higher_abs"]
 WORSE: tuple[str, ...] = ("higher", "higher_abs")
 
 
+#: A verdict within this many standard errors of its threshold is not decided (docs/design.md, "Calibration").
+NOISE_SIGMAS = 2.0
+
+
 def seed_noise(seed_values: Sequence[float | None] | None) -> float | None:
     """The standard error of a value measured on these seeds: the sample std of the per-seed values over √n.
 
@@ -42,6 +46,8 @@ class Property:
     there); ``check`` the library function in ``pytest_scaling.checks`` that runs it, called as
     ``check(scaling, family)``; ``needs_depth``: it sweeps depths through the family's ``at_depth``;
     ``interventions``: the known fixes (``pytest_scaling.interventions``) a diagnosis tries when it fails, most likely first.
+    ``judges_own_noise``: its check decides a value within noise of its threshold itself (adding seeds), so
+    ``within_noise`` leaves it alone.
     """
 
     name: str
@@ -52,6 +58,7 @@ class Property:
     needs_depth: bool = False
     in_suite: bool = True
     interventions: tuple[str, ...] = ()
+    judges_own_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.worse not in WORSE:
@@ -64,6 +71,19 @@ class Property:
     def run(self, scaling: Any, family: Any, grid: Any = None) -> Any:
         """Run the property's check on ``family`` with ``grid``, or the tier's grid when None."""
         return getattr(importlib.import_module("pytest_scaling.checks"), self.check)(scaling, family, grid)
+
+    def within_noise(self, record: dict[str, Any], sigmas: float = NOISE_SIGMAS) -> str | None:
+        """Why a recorded verdict is a coin flip: its value within ``sigmas`` standard errors of its seeds (the
+        record's ``noise``) of its threshold, in one line; None when it is decided (or has no noise estimate)."""
+        value, threshold, noise = record.get("value"), record.get("threshold"), record.get("noise")
+        if self.judges_own_noise or value is None or threshold is None or not noise:
+            return None
+        judged = abs(value) if self.worse == "higher_abs" else value
+        if abs(judged - threshold) > sigmas * noise:
+            return None
+        seeds = ", ".join("—" if v is None else f"{v:.4g}" for v in record.get("seed_values") or ())
+        return (f"inconclusive: within noise of the threshold: {self.name} {value:.4g} ± {noise:.2g} (standard error "
+                f"over seeds: {seeds}) against {threshold:g}; more seeds (--scaling-seeds) would decide it")
 
     def record(self, scaling: Any, family: str, *, value: float | None, threshold: float | None,
                seed_values: Sequence[float | None] | None = None, ci: Sequence[float] | None = None,
@@ -98,7 +118,7 @@ _DEPTH_SENSITIVITY_FIXES = (*_DEPTH_FIXES, "qk_layernorm", "z_loss")
 
 PROPERTIES: dict[str, Property] = _properties(
     Property("coord_check", "no layer's activation size grows with width in the first Adam steps", "higher",
-             grid="coord_check", check="coord_check", interventions=_MUP_FIXES),
+             grid="coord_check", check="coord_check", interventions=_MUP_FIXES, judges_own_noise=True),
     Property("lr_curve_transfer", "the loss-vs-LR curve does not move along the LR axis as width grows", "higher_abs",
              grid="curve_transfer", check="lr_curve_transfer", interventions=_MUP_FIXES),
     Property("lr_transfer", "the optimal LR (η*) does not drift with width", "higher_abs",

@@ -100,7 +100,24 @@ def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[
     if reason is not None:
         prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
         pytest.skip(reason)
-    return prop.run(scaling, family, grid)
+    try:
+        result = prop.run(scaling, family, grid)
+    except AssertionError:
+        _skip_within_noise(scaling, family, prop)
+        raise
+    _skip_within_noise(scaling, family, prop)
+    return result
+
+
+def _skip_within_noise(scaling: Any, family: ModelFamily, prop: Property) -> None:
+    """Skip as inconclusive, with the numbers in the record and the reason, when the property's value sits within
+    its seeds' noise of its threshold: passing or failing there would be a coin flip (``Property.within_noise``)."""
+    name = prop.record_name(family.name)
+    record = next((r["values"] for r in reversed(scaling.records) if r["name"] == name), None)
+    reason = None if record is None else prop.within_noise(record)
+    if reason is not None:
+        record["reason"] = reason
+        pytest.skip(reason)
 
 
 def _with_diagnosis(evidence: str, scaling: Any, family: ModelFamily, prop: Property, suite: type[ScalingSuite]) -> str:

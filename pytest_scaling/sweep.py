@@ -288,4 +288,4 @@ def sweep(
         run_on_ray(family, todo, config, device=device, stacking=stacking, on_chunk=finished)
     progress.finish()
     stats.seconds = time.perf_counter() - started
-    return SweepResult(family.name, widths, lrs, seeds, config, runs, stats, recipe_notes(family, config, lrs, seeds, stacking))
+    return SweepResult(family.name, widths, lrs, seeds, config, runs, stats, recipe_notes(family, config, lrs, seeds, stacking, widths))

@@ -78,13 +78,24 @@ QUARTER_DECADE = math.log2(10) / 4
 class CoordCheckGrid:
     """Coordinate check: one run per width at a fixed LR, activations probed at steps 0..steps.
 
-    ``widths`` empty means the family's own widths."""
+    Two verdicts (``checks.coord_check``): the parametrization (steps 0 and 1: init, multipliers and the first
+    update, where a wrong one already shows) bounded by ``max_abs_slope``, and the training dynamics (steps 2..steps,
+    growth only) bounded by ``max_later_slope`` (None: the same bound). A verdict within noise of its bound is rerun
+    on more seeds, up to ``max_seeds`` (None: the session's), then called inconclusive. ``widths`` empty means the
+    family's own widths."""
 
     widths: Widths
     lr: float | RelativeLRs
     steps: int
     batch_size: int
     max_abs_slope: float
+    max_later_slope: float | None = None
+    max_seeds: int | None = None
+
+    @property
+    def later_bound(self) -> float:
+        """The training dynamics' bound."""
+        return self.max_abs_slope if self.max_later_slope is None else self.max_later_slope
 
 
 @dataclass(frozen=True)
@@ -198,7 +209,7 @@ class DepthGrid:
     max_growth_per_doubling: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DepthCoordGrid(CoordCheckGrid):
     """Depth coordinate check (Depth-μP): the coordinate-check grid run once per depth in ``depths``, at each of
     ``widths`` (given, not the family's) over the tier's seeds. The residual stream the readout reads (input of the
@@ -286,7 +297,7 @@ TIERS: dict[str, Tier] = {
             # From twice the base width: at the base width of a GPT (d_head 8) one seed's attention output read a slope
             # of 0.14 on the zoo's clean model; from 64 its seeds read 0.02-0.11 (RESULTS.md, "Calibration").
             coord_check=CoordCheckGrid(widths=RelativeWidths((2, 4, 8, 16)), lr=RelativeLRs(0, 0), steps=3,
-                                       batch_size=32, max_abs_slope=0.15),
+                                       batch_size=32, max_abs_slope=0.15, max_seeds=6),
             lr_transfer=TransferGrid(widths=RelativeWidths((2, 4, 8)), lrs=RelativeLRs(-6, 3), steps=300, batch_size=128,
                                      max_abs_slope=0.25),
             # Two decades around the anchor: S then measures what high LRs cost (qk-layernorm's effect), not how slowly

@@ -22,6 +22,7 @@ from torch.func import vmap
 from .contract import check_family, torch_device, train_config
 from .family import ModelFamily
 from .members import SingleRun, StackedRuns, drop_compiled_forwards, own_stacked_form
+from .model_facts import lr_by_role, read_model, unapplied_keys
 from .optim import AdamAtan2, AdamW, NoStackedForm, describe
 from .probes import ProbeRecorder
 
@@ -128,6 +129,7 @@ class RunResult:
     ``probes`` maps a probe name to ``{series key: [values at probe_step_list]}``:
     ``activation`` (mean |output| per module), ``norm_input`` (mean |input| per norm layer),
     ``attention_logit_max`` and ``attention_logit_size`` (max and mean |logit|, per attention module),
+    ``attention_heads`` (its head count, where its logits show it),
     ``output`` (``log_z_mean``, ``log_z_max``, ``logit_abs_max``), ``grad_rms`` and
     ``frac_below_eps`` (per parameter).
     """
@@ -185,6 +187,7 @@ def _record_probes(
         if "attention" in kinds:
             _add(result.probes, "attention_logit_max", recorder.attention_logit_max)
             _add(result.probes, "attention_logit_size", recorder.attention_logit_size)
+            _add(result.probes, "attention_heads", recorder.attention_heads)
     if "output" in kinds:
         _add(result.probes, "output", output)
     if adam is not None:
@@ -422,12 +425,15 @@ def recipe_notes(
     lrs: Sequence[float] = (1e-3,),
     seeds: Sequence[int] = (0,),
     stacking: str = "auto",
+    widths: Sequence[int] = (),
 ) -> list[str]:
     """What a run of ``family`` under ``config`` does, in short lines: its optimizer, what the recipe applies around
     it (and, around a family's own optimizer, what it leaves to that optimizer), and whether a width's runs
     (``lrs`` x ``seeds``) train stacked under ``stacking``, or why not.
 
-    A family's own optimizer is built at the base width for each run; the first run's is described.
+    A family's own optimizer is built at the base width for each run; the first run's is described. With two or more
+    ``widths``, each parameter role's LR at the narrowest and widest (``model_facts``), and any param-group key that
+    looks like an LR factor nothing applies.
     """
     check_stacking(stacking)
     runs = [(float(lr), seed) for seed in seeds for lr in lrs]
@@ -440,6 +446,9 @@ def recipe_notes(
         notes = [f"the family's own {describe(family.optimizer(models[seed], lr), lr)} (width {width}, LR {lr:g})",
                  f"not applied, the family's optimizer keeps its own: the recipe's {config.optimizer.describe()}",
                  "the recipe scales every param group's LR by its schedule"]
+    if len(widths) > 1:  # at the base width a μP hidden LR and a forgotten one look the same: show the widest too
+        reading = read_model(family, widths)
+        notes += [line for line in (lr_by_role(reading),) if line] + unapplied_keys(reading)
     notes += config.describe_schedule()
     if stacking == "none" or len(runs) == 1:
         return notes + ["runs train one by one" + (" (stacking='none')" if stacking == "none" else ": one run per width")]

@@ -95,7 +95,7 @@ def test_readout_growth_fails_with_the_readout_hint():
     assert "layer    t=0     t=1     t=2     max |slope|" in msg
     assert "readout  +0.000  +0.600  +1.000  1.000" in msg
     assert "worst: readout at step 2, slope +1.000; threshold |slope| ≤ 0.15" in msg
-    assert "the output layer grows with width first\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): is the readout initialised with variance 1/fan_in²" in msg
+    assert "the output layer grows with width first\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): is the readout zero-initialised (or variance 1/fan_in²) and multiplied by 1/m" in msg
 
 
 def test_the_hint_follows_the_first_layer_to_grow_not_the_worst():
@@ -235,7 +235,7 @@ def test_growing_and_diverged_series_fail():
     assert "series    final    max |value|    drift (2nd half)    mid-run    rise (2nd half)    status" in msg
     assert "growing" in msg and "DIVERGED" in msg
     assert "failing: series 0, series 1" in msg
-    assert "logits grow without bound or log Z drifts from 0\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): does the model lack qk-layernorm" in msg
+    assert "logits grow without bound or log Z drifts from 0 with nothing in the objective to pull it back\nuntested hint (a question, not a finding; --scaling-diagnose tests the usual fixes): does the model lack qk-layernorm" in msg
 
 
 def test_a_normaliser_that_moves_away_from_zero_drifts():
@@ -246,6 +246,14 @@ def test_a_normaliser_that_moves_away_from_zero_drifts():
     assert not held.growing and not held.diverged and held.drift == pytest.approx(3.8)
     msg = failure(assert_no_logit_divergence, {"|log Z|": held})
     assert "DRIFTED" in msg and "failing: |log Z|" in msg
+
+
+def test_a_drift_held_by_the_objective_is_not_a_failure():
+    held = logit_trend(STEPS, np.where(STEPS < 20, 4.2, 8.0), max_drift=3.0)
+    assert assert_no_logit_divergence({"|log Z|": held}, drift_fails=False)
+    msg = failure(assert_no_logit_divergence, {"|log Z|": held, "b": logit_trend(STEPS, np.full(200, 2e4))},
+                  drift_fails=False)
+    assert "failing: b;" in msg and "drifted, held" in msg
 
 
 def test_growth_can_be_allowed_but_divergence_cannot():

@@ -215,5 +215,6 @@ def test_the_recipe_rejects_an_unknown_stacking() -> None:
 def test_a_sweep_states_its_recipe() -> None:
     family = _own(_adam_groups)
     result = sweep.sweep(family, lrs=LRS, steps=2, batch_size=8, stacking="all")
-    assert result.recipe == recipe_notes(family, result.config, LRS, stacking="all")
+    assert result.recipe == recipe_notes(family, result.config, LRS, stacking="all", widths=result.widths)
+    assert any(line.startswith("LR by role (× η) at widths") for line in result.recipe)
     assert result.recipe[-1].startswith("runs stack (all runs of a width at once)")

@@ -132,6 +132,66 @@ def test_a_module_keeps_its_largest_logit_over_calls() -> None:
     assert recorder.attention_logit_max == {"TwoCallsAndARecord": pytest.approx(hand_logit_max(q, k, 1.0), rel=1e-5)}
 
 
+# ---- hand-written attention (softmax over a square score matrix) ---------------------------------
+
+
+class HandWrittenAttention(nn.Module):
+    """Attention as users write it out: scores, a causal mask filled with ``fill``, softmax by ``how``, then values."""
+
+    def __init__(self, scale: float, fill: float, how: str) -> None:
+        super().__init__()
+        self.scale, self.fill, self.how = scale, fill, how
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        scores = q @ k.transpose(-2, -1) * self.scale
+        causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).triu(1)
+        scores = scores.masked_fill(causal, self.fill)
+        weights = {"method": lambda: scores.softmax(-1), "functional": lambda: F.softmax(scores, dim=-1),
+                   "torch": lambda: torch.softmax(scores, dim=3)}[self.how]()
+        return weights @ v
+
+
+class HandWrittenModel(nn.Module):
+    def __init__(self, attention: nn.Module) -> None:
+        super().__init__()
+        self.proj = nn.Linear(HEAD_DIM, HEAD_DIM)
+        self.attn = attention
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.attn(q, k, v))
+
+
+@pytest.mark.parametrize("how", ["method", "functional", "torch"])
+@pytest.mark.parametrize("fill", [-math.inf, -1e9])
+def test_hand_written_attention_logits_are_read_at_its_softmax(how: str, fill: float) -> None:
+    q, k, v = (torch.randn(BATCH, HEADS, QUERIES, HEAD_DIM, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    model = HandWrittenModel(HandWrittenAttention(0.7, fill, how))
+    with torch.no_grad(), probing(model) as recorder:
+        model(q, k, v)
+    attend = torch.ones(QUERIES, QUERIES, dtype=torch.bool).tril()
+    logits = (q @ k.transpose(-2, -1) * 0.7)[..., attend]
+    assert recorder.attention_logit_max["attn"] == pytest.approx(hand_logit_max(q, k, 0.7, attend.expand(BATCH, HEADS, -1, -1)), rel=1e-5)
+    # The mask's fill value (-1e9 as often as -inf) is not a score: the mean |logit| is over attended entries only.
+    assert recorder.attention_logit_size["attn"] == pytest.approx(float(logits.abs().mean()), rel=1e-5)
+
+
+def test_a_softmax_that_is_not_attention_is_not_read() -> None:
+    """A softmax over a vocabulary (not square), or one called outside every module (a loss), is not attention."""
+    model = HandWrittenModel(HandWrittenAttention(0.7, -math.inf, "method"))
+    with torch.no_grad(), probing(model) as recorder:
+        torch.softmax(torch.randn(4, 4, 4), dim=-1)  # outside the forward: no module is running
+    assert recorder.attention_logit_max == {}
+
+    class VocabSoftmax(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x @ torch.ones(HEAD_DIM, 7)).softmax(-1)
+
+    vocab = nn.Sequential(nn.Linear(HEAD_DIM, HEAD_DIM), VocabSoftmax())
+    with torch.no_grad(), probing(vocab) as recorder:
+        vocab(torch.randn(2, 5, HEAD_DIM))
+    assert recorder.attention_logit_max == {}
+
+
 # ---- nn.MultiheadAttention ---------------------------------------------------------------------
 
 EMBED, MHA_HEADS, SEQ = 8, 2, 5
@@ -413,14 +473,19 @@ def test_a_user_gpt_with_zero_readout_and_query_passes_the_coord_check(two_seed_
     scaling = two_seed_session
     result = checks.coord_check(scaling, user_gpt(readout_lr_scaled=True), USER_COORD)
     # Step 0's gradient is 0 behind the zero readout, so the queries, and the attention logits, move at step 2 only.
-    zeros = (("blocks.0.q", 1), ("blocks.1.q", 1), ("blocks.0 (attention logits)", 1), ("blocks.1 (attention logits)", 1))
+    zeros = (("readout", 0), *((row, t) for t in (0, 1) for row in ("blocks.0.q", "blocks.1.q", "blocks.0 (attention logits)",
+                                                                    "blocks.1 (attention logits)")))
     assert sorted(result.zero_cells) == sorted(zeros)
     record = scaling.records[-1]["values"]
     assert sorted(map(tuple, record["zero_cells"])) == sorted(zeros)
     assert record["slopes"][record["layers"].index("blocks.0.q")][0] is None
-    with pytest.raises(AssertionError, match="coordinate check failed: activation size scales with width") as failure:
+    verdicts = record["verdicts"]
+    assert [v["name"] for v in verdicts] == ["parametrization", "training dynamics"]
+    assert verdicts[0]["steps"] == [0, 1, 2] and verdicts[1]["steps"] == [3]  # the hidden layers first move at step 2
+    with pytest.raises(AssertionError, match="the parametrization scales with width") as failure:
         checks.coord_check(scaling, user_gpt(readout_lr_scaled=False), USER_COORD)
-    assert "worst: readout" in str(failure.value) and re.search(r"blocks\.0\.q +0 \(exact\)", str(failure.value))
+    assert "(parametrization): worst slope" in str(failure.value) and "at readout step" in str(failure.value)
+    assert re.search(r"blocks\.0\.q +0 \(exact\)", str(failure.value))
 
 
 # ---- the user's own norm classes ---------------------------------------------------------------

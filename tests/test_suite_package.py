@@ -129,8 +129,9 @@ def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytest
     # -rN: no short summary, which repeats the whole message where pytest sees a CI environment
     result = inline(user_repo, "-rN", "-k", "test_coord_check")
     result.assert_outcomes(failed=1, deselected=len(SUITE) - 1)
-    result.stdout.fnmatch_lines(["*coordinate check failed: activation size scales with width*", "*layer*t=1*",
-                                 "*the first to grow: *", "*untested hint (a question, not a finding*"])
+    result.stdout.fnmatch_lines(["*coordinate check failed: the parametrization scales with width*", "*layer*t=0*t=1*",
+                                 "*(parametrization): worst slope*FAIL", "*the first to grow: *",
+                                 "*untested hint (a question, not a finding*"])
     assert "Traceback" not in result.stdout.str() and "pytest_scaling/" not in result.stdout.str()
     assert result.stdout.str().count("coordinate check failed") == 1  # once: not again as a chained exception
 

@@ -135,8 +135,8 @@ def test_bad_run_arguments_are_one_line_errors(bad: dict) -> None:
 def test_probes_are_recorded_on_schedule() -> None:
     result = train_run(tiny_gpt(), 32, 1e-3, seed=0, steps=12, batch_size=4, probe_every=5)
     assert result.probe_step_list == [0, 5, 10, 11]
-    assert set(result.probes) == {"activation", "norm_input", "attention_logit_max", "attention_logit_size", "output",
-                                  "grad_rms", "frac_below_eps"}
+    assert set(result.probes) == {"activation", "norm_input", "attention_logit_max", "attention_logit_size",
+                                  "attention_heads", "output", "grad_rms", "frac_below_eps"}
     assert set(result.probes["attention_logit_max"]) == {"blocks.0.attn", "blocks.1.attn"}
     # The input of each norm layer: in this pre-LN model the residual stream each block and the readout read.
     assert set(result.probes["norm_input"]) == {"blocks.0.ln1", "blocks.0.ln2", "blocks.1.ln1", "blocks.1.ln2", "ln_f"}

@@ -133,15 +133,19 @@ def _plot_optimal_lr(axes: Axes, record: dict[str, Any]) -> None:
 
 
 def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
-    """Per layer, the slope of log activation size on log width at each step, within ± the threshold."""
+    """Per layer, the slope of log activation size on log width at each step, within ± the threshold; a dotted line
+    ends the parametrization verdict's steps (the training dynamics' follow)."""
     from matplotlib import colormaps
     from matplotlib.ticker import MaxNLocator
 
     data = record["data"]
     colours = colormaps["tab20"]
+    steps = data.get("steps") or list(range(1, len(data["slopes"][0]) + 1))  # records before verdicts began at step 1
     for i, (layer, slopes) in enumerate(zip(data["layers"], data["slopes"])):
-        axes.plot(range(1, len(slopes) + 1), slopes, "o-", color=colours(i % 20), label=layer)
+        axes.plot(steps, slopes, "o-", color=colours(i % 20), label=layer)
     _threshold_line(axes, record["threshold"])
+    for verdict in data.get("verdicts", [])[:-1]:
+        axes.axvline(verdict["steps"][-1] + 0.5, color="grey", linestyle=":", label=f"end of {verdict['name']}")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set(xlabel="step", ylabel="slope of log size on log width", title="coordinate check per layer")
     axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
