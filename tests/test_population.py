@@ -7,7 +7,7 @@ import dataclasses
 import math
 import pickle
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -22,14 +22,6 @@ EXAMPLES = settings(max_examples=12, deadline=None, derandomize=True, database=N
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ANY_SPEC = st.one_of(P.clean_specs(), P.planted_specs())
 LR = 1.0  # group LRs then read as multiples of the base LR
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tokens(spec: P.Spec, batch: int = 2) -> torch.Tensor:
