@@ -75,7 +75,9 @@ def test_coord_check_fails_an_input_init_that_shrinks_with_width(session: Scalin
     with pytest.raises(AssertionError, match="the parametrization scales with width") as failure:
         checks.coord_check(session, population.family(shrinking), SMALL_COORD)
     message = str(failure.value)
-    assert "at tok_embed step 0" in message and "tok_embed shrinks with width at step 0" in message
+    # Both embeddings shrink (slope -0.5); which one is worst is seed noise.
+    assert re.search(r"worst slope \+0\.[45]\d* at (tok|pos)_embed step 0", message)
+    assert re.search(r"(tok|pos)_embed shrinks with width at step 0", message)
     assert "init std independent of width" in message
 
 
