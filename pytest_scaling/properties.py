@@ -47,7 +47,8 @@ class Property:
     ``check(scaling, family)``; ``needs_depth``: it sweeps depths through the family's ``at_depth``;
     ``interventions``: the known fixes (``pytest_scaling.interventions``) a diagnosis tries when it fails, most likely first.
     ``judges_own_noise``: its check decides a value within noise of its threshold itself (adding seeds), so
-    ``within_noise`` leaves it alone.
+    ``within_noise`` leaves it alone; ``seed_spread_is_noise`` False: its per-seed values are another estimator
+    than its value (a fit to one seed's curve against the fit to the seed mean), so their spread is not its noise.
     """
 
     name: str
@@ -59,6 +60,7 @@ class Property:
     in_suite: bool = True
     interventions: tuple[str, ...] = ()
     judges_own_noise: bool = False
+    seed_spread_is_noise: bool = True
 
     def __post_init__(self) -> None:
         if self.worse not in WORSE:
@@ -76,7 +78,7 @@ class Property:
         """Why a recorded verdict is a coin flip: its value within ``sigmas`` standard errors of its seeds (the
         record's ``noise``) of its threshold, in one line; None when it is decided (or has no noise estimate)."""
         value, threshold, noise = record.get("value"), record.get("threshold"), record.get("noise")
-        if self.judges_own_noise or value is None or threshold is None or not noise:
+        if self.judges_own_noise or not self.seed_spread_is_noise or value is None or threshold is None or not noise:
             return None
         judged = abs(value) if self.worse == "higher_abs" else value
         if abs(judged - threshold) > sigmas * noise:
@@ -126,9 +128,9 @@ PROPERTIES: dict[str, Property] = _properties(
     Property("wider_is_better", "at the LR tuned at the narrowest width, loss does not rise with width", "higher",
              grid="curve_transfer", check="wider_is_better", interventions=_MUP_FIXES),
     Property("power_law", "the best-LR loss follows E + A·N^-α across widths", "higher",
-             grid="power_law", check="power_law", interventions=_LAW_FIXES),
+             grid="power_law", check="power_law", interventions=_LAW_FIXES, seed_spread_is_noise=False),
     Property("extrapolation", "a power law fitted without the largest width predicts it", "higher",
-             grid="power_law", check="extrapolates", interventions=_LAW_FIXES),
+             grid="power_law", check="extrapolates", interventions=_LAW_FIXES, seed_spread_is_noise=False),
     Property("lr_sensitivity", "LR sensitivity (Wortsman et al.) stays bounded at every width", "higher",
              grid="stability", check="lr_sensitivity", interventions=_STABILITY_FIXES[:3]),
     Property("qk_layernorm_lowers_sensitivity", "qk-layernorm lowers LR sensitivity at every width", "higher",
