@@ -7,6 +7,7 @@ already η/m is not questioned). See docs/design.md, "Hints".
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import TYPE_CHECKING, Any, Sequence
@@ -40,10 +41,15 @@ def _lrs_by_parameter(family: ModelFamily, width: int) -> tuple[dict[str, float]
 
 
 def read_model(family: ModelFamily, widths: Sequence[int]) -> dict[str, Any]:
-    """Per role (input, hidden, output, vector): its LR at each of the narrowest and widest of ``widths`` relative to
-    base LR 1, and the exponent of m it follows; plus the unapplied LR-like group keys. JSON-able; empty where the
-    family's optimizer cannot be built (the check's own error says why elsewhere)."""
-    narrow, wide = int(min(widths)), int(max(widths))
+    """See ``_read_model``; read once per family object and width span (every sweep's recipe and its check ask)."""
+    return _read_model(family, int(min(widths)), int(max(widths)))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_model(family: ModelFamily, narrow: int, wide: int) -> dict[str, Any]:
+    """Per role (input, hidden, output, vector): its LR at the ``narrow`` and ``wide`` widths relative to base LR 1,
+    and the exponent of m it follows; plus the unapplied LR-like group keys. JSON-able (callers do not change it);
+    empty where the family's optimizer cannot be built (the check's own error says why elsewhere)."""
     try:
         (lrs_narrow, keys), (lrs_wide, wide_keys) = _lrs_by_parameter(family, narrow), _lrs_by_parameter(family, wide)
         roles = family.roles.params

@@ -76,15 +76,15 @@ def _input_modules(family: ModelFamily) -> set[str]:
 
 
 def _coord_sweep(scaling: Any, family: ModelFamily, grid: CoordCheckGrid, widths: Any,
-                 seeds: list[int]) -> tuple[SweepResult, list[np.ndarray]]:
-    """The coordinate check's runs on ``seeds`` and their sizes [layer, step, width] per seed."""
+                 seeds: list[int]) -> tuple[SweepResult, list[str], list[np.ndarray]]:
+    """The coordinate check's runs on ``seeds``, their rows, and their sizes [layer, step, width] per seed."""
     config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
                          probe_kinds=("activation", "attention"))
     result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), seeds=seeds, config=config)
     require_finite_probes(result.runs.values(), "activation", "coordinate check")
     runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
     layers = list(_coordinates(runs_by_seed[0][0]))
-    return result, [_layer_sizes(runs, layers) for runs in runs_by_seed]
+    return result, layers, [_layer_sizes(runs, layers) for runs in runs_by_seed]
 
 
 def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None = None) -> metrics.CoordCheckResult:
@@ -109,8 +109,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     grid, placed = place(scaling, family, grid_or_tier(scaling, "coord_check", grid))
     widths = grid.widths if grid.widths else family.widths
     seeds = scaling.first_seeds(None)
-    result, per_seed = _coord_sweep(scaling, family, grid, widths, seeds)
-    layers = list(_coordinates(result.run(result.widths[0], grid.lr, seeds[0])))
+    result, layers, per_seed = _coord_sweep(scaling, family, grid, widths, seeds)
     expected = _expected_at_init(layers, [result.run(w, grid.lr, seeds[0]) for w in result.widths], result.widths,
                                  _input_modules(family))
     while True:
@@ -119,7 +118,7 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
         if all(v.status != "unresolved" for v in verdicts) or len(seeds) >= target:
             break
         more = scaling.first_seeds(target)[len(seeds):]
-        per_seed += _coord_sweep(scaling, family, grid, widths, more)[1]
+        per_seed += _coord_sweep(scaling, family, grid, widths, more)[2]
         seeds += more
     steps = range(grid.steps + 1)
     reading = read_model(family, result.widths)
