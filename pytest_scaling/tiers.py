@@ -92,6 +92,13 @@ class CoordCheckGrid:
     max_later_slope: float | None = None
     max_seeds: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.max_seeds is not None and (isinstance(self.max_seeds, bool) or not isinstance(self.max_seeds, int)
+                                           or self.max_seeds < 1):
+            raise ValueError(f"{type(self).__name__}: max_seeds must be a positive int or None, got {self.max_seeds!r}")
+        if self.max_later_slope is not None and not self.max_later_slope > 0:
+            raise ValueError(f"{type(self).__name__}: max_later_slope must be positive or None, got {self.max_later_slope!r}")
+
     @property
     def later_bound(self) -> float:
         """The training dynamics' bound."""

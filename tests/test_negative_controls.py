@@ -105,6 +105,8 @@ def test_coord_check_fails_on_gpt_hidden_layers_when_their_lr_is_not_scaled(sess
     final_slope = dict(zip(record["layers"], (slopes[-1] for slopes in record["slopes"])))
     hidden = [layer for layer in record["layers"] if layer.endswith(("qkv", "proj", "fc", "fc_out"))]
     assert len(hidden) == 8 and all(final_slope[layer] > 0.15 for layer in hidden)
+    # Both verdicts fail: the growth is there at the first update and persists through every later step.
+    assert [v["status"] for v in record["verdicts"]] == ["fail", "fail"]
     assert final_slope["lm_head"] < 0.15
 
 

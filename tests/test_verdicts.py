@@ -206,3 +206,11 @@ def test_a_readout_exactly_0_at_init_is_not_asked_about_its_init() -> None:
     message = str(failure.value)
     assert "the readout is exactly 0 at init" in message and "zero-initialised" not in message.split(HINT_PREFIX)[1]
     assert "is the readout multiplied by 1/m in the forward pass" in message
+
+
+@pytest.mark.parametrize("field, value", [("max_seeds", 0), ("max_seeds", 2.5), ("max_later_slope", -0.1)])
+def test_a_bad_coordinate_grid_is_a_one_line_error(field: str, value: object) -> None:
+    from pytest_scaling.tiers import CoordCheckGrid
+
+    with pytest.raises(ValueError, match=f"CoordCheckGrid: {field} must be"):
+        CoordCheckGrid(widths=(32, 64), lr=1e-2, steps=3, batch_size=8, max_abs_slope=0.15, **{field: value})
