@@ -95,8 +95,8 @@ class SingleRun:
         return recorder
 
     def adam_stats(self) -> list[dict[str, tuple[float, float]]]:
-        """Per run: {parameter: (gradient RMS, fraction of coordinates with sqrt(v_hat) < eps)}."""
-        return [{n: (e.grad_rms, e.frac_below_eps) for n, e in epsilon_probe(self.optimizer, self.named).items()}]
+        """Per run: {parameter: (RMS of sqrt(v_hat), fraction of coordinates with sqrt(v_hat) < eps)}."""
+        return [{n: (e.sqrt_v_rms, e.frac_below_eps) for n, e in epsilon_probe(self.optimizer, self.named).items()}]
 
 
 #: ``torch.compile`` mode per device type for the compiled stacked forward: on CUDA, CUDA graphs replay the step's
@@ -187,7 +187,7 @@ class StackedRuns:
 
     def adam_stats(self) -> list[dict[str, tuple[float, float]]]:
         stats = epsilon_probe(self.optimizer, self.named, per_run=True)
-        return [{n: (e.grad_rms[i], e.frac_below_eps[i]) for n, e in stats.items()} for i in range(self.k)]
+        return [{n: (e.sqrt_v_rms[i], e.frac_below_eps[i]) for n, e in stats.items()} for i in range(self.k)]
 
 
 def drop_compiled_forwards() -> None:

@@ -437,6 +437,12 @@ def coord_excess(result: CoordCheckResult, steps: Sequence[int], expected_at_ini
     return float(excess[row, column]), (result.layers[row], labels[column])
 
 
+def depth_coord_excess(result: CoordCheckResult) -> tuple[float, tuple[str, int] | None]:
+    """The depth coordinate check's value: ``coord_excess`` over every step with the residual stream expected flat in
+    depth at init (either way) and growth counted after it; with its (row, step)."""
+    return coord_excess(result, result.steps, [0.0] * len(result.layers))
+
+
 def coord_verdict(name: str, widths: ArrayLike, per_seed_sizes: Sequence[ArrayLike], layers: Sequence[str],
                   all_steps: Sequence[int], steps: Sequence[int], expected_at_init: Sequence[float | None], bound: float,
                   sigmas: float = 2.0, sustained: bool = False) -> CoordVerdict:
@@ -537,27 +543,27 @@ def fixed_lr_width_trend(widths: ArrayLike, losses: ArrayLike) -> WidthTrend:
 class EpsilonResult(Result):
     """Adam's ε against the gradients it divides (Everett et al.), per layer, width and LR, late in training.
 
-    ``grad_rms`` is the smallest gradient RMS and ``frac_below_eps`` the largest fraction of coordinates
+    ``sqrt_v_rms`` is the smallest RMS of √v̂ (Adam's denominator before ε) and ``frac_below_eps`` the largest fraction of coordinates
     with √v̂ < ε seen over the seeds and probe steps asserted (NaN where no run was probed). Gradient
     RMS falls with width, so the largest width is the one asserted; ``rms_slope`` is the least-squares
-    slope of log2 gradient RMS (smallest over LRs) on log2 width per layer: how fast ε's headroom shrinks.
+    slope of log2 RMS of √v̂ (smallest over LRs) on log2 width per layer: how fast ε's headroom shrinks.
     """
 
     layers: tuple[str, ...]
     widths: np.ndarray
     lrs: np.ndarray
     eps: np.ndarray  # [layer]
-    grad_rms: np.ndarray  # [layer, width, lr]
+    sqrt_v_rms: np.ndarray  # [layer, width, lr]
     frac_below_eps: np.ndarray  # [layer, width, lr]
     rms_slope: np.ndarray  # [layer]
 
     @property
     def rms_ratio(self) -> np.ndarray:
         """Gradient RMS in units of ε, [layer, width, lr]."""
-        return self.grad_rms / self.eps[:, None, None]
+        return self.sqrt_v_rms / self.eps[:, None, None]
 
 
-def epsilon_margins(layers: Sequence[str], widths: ArrayLike, lrs: ArrayLike, eps: ArrayLike, grad_rms: ArrayLike,
+def epsilon_margins(layers: Sequence[str], widths: ArrayLike, lrs: ArrayLike, eps: ArrayLike, sqrt_v_rms: ArrayLike,
                     frac_below_eps: ArrayLike) -> EpsilonResult:
     """Bundle the Adam-ε probe ([layer, width, lr] arrays, ``eps`` per layer) and fit each layer's gradient-RMS slope on width."""
     widths = check.increasing("widths", widths)
@@ -565,14 +571,14 @@ def epsilon_margins(layers: Sequence[str], widths: ArrayLike, lrs: ArrayLike, ep
     names = tuple(layers)
     eps = check.vector("eps", eps, positive=True)
     shape = (len(names), widths.size, lrs.size)
-    grad_rms = check.shaped("grad_rms", grad_rms, shape, finite=False)
+    sqrt_v_rms = check.shaped("sqrt_v_rms", sqrt_v_rms, shape, finite=False)
     frac = check.shaped("frac_below_eps", frac_below_eps, shape, finite=False)
     if eps.size != len(names):
         raise ValueError(f"got {eps.size} eps values for {len(names)} layers")
-    smallest = np.fmin.reduce(grad_rms, axis=2)  # NaN only where every LR is
+    smallest = np.fmin.reduce(sqrt_v_rms, axis=2)  # NaN only where every LR is
     fittable = np.all(np.isfinite(smallest) & (smallest > 0), axis=1)
     slopes = np.full(len(names), np.nan)
     if fittable.any():
         slopes[fittable] = np.polyfit(np.log2(widths), np.log2(smallest[fittable]).T, 1)[0]
-    return EpsilonResult(layers=names, widths=frozen(widths), lrs=frozen(lrs), eps=frozen(eps), grad_rms=frozen(grad_rms),
+    return EpsilonResult(layers=names, widths=frozen(widths), lrs=frozen(lrs), eps=frozen(eps), sqrt_v_rms=frozen(sqrt_v_rms),
                          frac_below_eps=frozen(frac), rms_slope=frozen(slopes))

@@ -106,3 +106,38 @@ def model_facts(reading: dict[str, Any]) -> list[str]:
     """The reading as fact lines for a failure's message."""
     line = lr_by_role(reading)
     return ([f"read from the model: {line}"] if line else []) + unapplied_keys(reading)
+
+
+#: A parameter whose float64 gradient RMS is below this fraction of the model's largest is one the loss does not
+#: depend on: float64 round-off sits near 1e-16 of the gradients it cancels, a real gradient far above 1e-10.
+_NO_GRADIENT_FRACTION = 1e-10
+
+
+@functools.lru_cache(maxsize=64)
+def loss_independent_parameters(family: ModelFamily, batch_size: int = 8) -> tuple[str, ...]:
+    """Parameters the loss does not depend on at any point: a key's bias under softmax, which ignores a shift shared
+    by every key, or a parameter no forward pass uses. Read in float64 at a random point near the base width's init
+    (a zero-initialised query is given random entries, so a gradient that is zero only at init is not taken for one
+    that is zero everywhere). Empty where the model cannot run in float64 here."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    try:
+        model, _ = family.instantiate(family.base_width, 0)
+        model = model.double()
+        with torch.no_grad():
+            for p in model.parameters():
+                size = float(p.pow(2).mean().sqrt()) if p.numel() else 0.0
+                scale = 0.1 * size if size > 0 else p.shape[-1] ** -0.5
+                p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * scale)
+        x, y = family.task.batch(batch_size, generator)
+        logits = model(x)
+        loss = family.loss(logits.double(), y) if family.loss is not None else torch.nn.functional.cross_entropy(
+            logits.double().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    except Exception:  # a model this reading cannot run keeps every parameter asserted
+        return ()
+    rms = {name: 0.0 if g is None else float(g.pow(2).mean().sqrt()) for (name, _), g in zip(named, grads)}
+    largest = max(rms.values(), default=0.0)
+    return tuple(name for name, value in rms.items() if largest > 0 and value <= _NO_GRADIENT_FRACTION * largest)

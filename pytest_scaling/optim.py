@@ -239,12 +239,12 @@ def _run_means(t: Tensor, runs: int) -> Tensor:
 class EpsProbe:
     """Per-parameter epsilon diagnostics (DESIGN.md section 4, "Adam epsilon").
 
-    ``grad_rms``: RMS of the current gradient (NaN when it is None); ``frac_below_eps``:
-    fraction of coordinates with √v̂ < ``eps``; ``update_rms``: RMS of the last update
+    ``sqrt_v_rms``: RMS of √v̂, the denominator ε is added to (Adam's memory of the gradients' size, which
+    outlasts a gradient that has just fallen); ``frac_below_eps``: fraction of coordinates with √v̂ < ``eps``; ``update_rms``: RMS of the last update
     direction Δ (the step is ``lr·Δ``); ``eps``: the ε compared against.
     """
 
-    grad_rms: float | list[float]
+    sqrt_v_rms: float | list[float]
     frac_below_eps: float | list[float]
     update_rms: float | list[float]
     eps: float
@@ -281,10 +281,9 @@ def epsilon_probe(
         else:
             delta = _adam_directions([m_hat], [v_hat], 1.0, 1.0, group["eps"])[0]
         runs = p.shape[0] if per_run else 1
-        grad = p.grad if p.grad is not None else torch.full_like(p, math.nan)
         stats = torch.stack(
             [
-                _run_means(grad.float().pow(2), runs).sqrt(),
+                _run_means(v_hat.float(), runs).sqrt(),
                 _run_means(v_hat.sqrt() < ref_eps, runs),
                 _run_means(delta.float().pow(2), runs).sqrt(),
             ]

@@ -171,10 +171,10 @@ class PowerLawGrid:
 @dataclass(frozen=True)
 class EpsilonGrid:
     """Adam epsilon (Everett et al.): widths x a few LRs with AdamW at ``eps`` (a family's own optimizer factory keeps its
-    own ε), gradient RMS and the fraction of coordinates with √v̂ < ε probed every ``probe_every`` steps.
+    own ε), the RMS of √v̂ and the fraction of coordinates with √v̂ < ε probed every ``probe_every`` steps.
 
     The second half of training is asserted at the largest width, every layer and LR: fraction ≤
-    ``max_frac_below_eps`` and gradient RMS ≥ ``min_rms_ratio``·ε. ``stacking`` and ``seeds`` as in StabilityGrid."""
+    ``max_frac_below_eps`` and RMS of √v̂ ≥ ``min_rms_ratio``·ε. ``stacking`` and ``seeds`` as in StabilityGrid."""
 
     widths: Widths
     lrs: LRs
@@ -220,8 +220,9 @@ class DepthGrid:
 class DepthCoordGrid(CoordCheckGrid):
     """Depth coordinate check (Depth-μP): the coordinate-check grid run once per depth in ``depths``, at each of
     ``widths`` (given, not the family's) over the tier's seeds. The residual stream the readout reads (input of the
-    model's last normalisation layer) is probed at steps 0..steps; its size may scale with depth by at most
-    ``max_abs_slope`` (slope of log size on log depth, either sign) at every width and step."""
+    model's last normalisation layer) is probed at steps 0..steps; at step 0 its size may scale with depth by at most
+    ``max_abs_slope`` either way (slope of log size on log depth), and after it grow by at most that per doubling of
+    depth, at every width (``assert_depth_coord_check``)."""
 
     depths: tuple[int, ...]
 

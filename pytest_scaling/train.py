@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 # What a probe step can record: layer output sizes (coord check), the input size of each norm layer (in a
 # pre-LN model the residual stream: depth check), attention logits, output log Z / max |logit|, and the
-# Adam epsilon probe (gradient RMS, sqrt(v_hat) < eps).
-PROBE_KINDS: tuple[str, ...] = ("activation", "norm_input", "attention", "output", "adam")
+# Adam epsilon probe (RMS of sqrt(v_hat), sqrt(v_hat) < eps), read from the optimizer's state.
+PROBE_KINDS: tuple[str, ...] = ("activation", "norm_input", "attention", "output", "adam_state")
 
 # Offsets the data stream's seed from the init seed so the two never share a stream.
 _DATA_SEED_OFFSET = 0x5CA1E
@@ -130,7 +130,7 @@ class RunResult:
     ``activation`` (mean |output| per module), ``norm_input`` (mean |input| per norm layer),
     ``attention_logit_max`` and ``attention_logit_size`` (max and mean |logit|, per attention module),
     ``attention_heads`` (its head count, where its logits show it),
-    ``output`` (``log_z_mean``, ``log_z_max``, ``logit_abs_max``), ``grad_rms`` and
+    ``output`` (``log_z_mean``, ``log_z_max``, ``logit_abs_max``), ``sqrt_v_rms`` and
     ``frac_below_eps`` (per parameter).
     """
 
@@ -191,7 +191,7 @@ def _record_probes(
     if "output" in kinds:
         _add(result.probes, "output", output)
     if adam is not None:
-        _add(result.probes, "grad_rms", {n: g for n, (g, _) in adam.items()})
+        _add(result.probes, "sqrt_v_rms", {n: g for n, (g, _) in adam.items()})
         _add(result.probes, "frac_below_eps", {n: f for n, (_, f) in adam.items()})
 
 
@@ -321,7 +321,7 @@ def _train_group(family: ModelFamily, width: int, runs: Sequence[tuple[float, in
             members.clip_(config.grad_clip)
         members.optimizer.step()
         if probe:
-            adam = members.adam_stats() if "adam" in config.probe_kinds else None
+            adam = members.adam_stats() if "adam_state" in config.probe_kinds else None
             for i in active:
                 _record_probes(results[i], step, config.probe_kinds, recorders[i], outputs[i], adam[i] if adam else None)
     _read_back(pending, results, active)

@@ -114,7 +114,7 @@ def test_stacked_runs_step_like_single_runs(optimizer, independent: bool, decays
     probe = epsilon_probe(opts[0], {"w": stacked}, per_run=True)["w"]
     single = [epsilon_probe(opt, {"w": p})["w"] for opt, p in zip(opts[1:], singles)]
     assert probe.update_rms == pytest.approx([e.update_rms for e in single], rel=1e-6)
-    assert probe.grad_rms == pytest.approx([e.grad_rms for e in single], rel=1e-6)
+    assert probe.sqrt_v_rms == pytest.approx([e.sqrt_v_rms for e in single], rel=1e-6)
 
 
 def _run(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter, grads: list[torch.Tensor]) -> None:
@@ -209,7 +209,9 @@ def test_epsilon_probe_reads_torch_adamw_and_matches_the_step() -> None:
         for (name, p), old in zip(model.named_parameters(), before):
             step_rms = ((old - p.detach()) / lr).square().mean().sqrt().item()
             assert probe[name].update_rms == pytest.approx(step_rms, rel=1e-3)
-            assert probe[name].grad_rms == pytest.approx(p.grad.square().mean().sqrt().item())
+            state, beta2 = opt.state[p], opt.param_groups[0]["betas"][1]
+            v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
+            assert probe[name].sqrt_v_rms == pytest.approx(v_hat.mean().sqrt().item(), rel=1e-5)
             assert probe[name].frac_below_eps == 0.0
 
 

@@ -159,7 +159,7 @@ def test_an_optimizer_with_a_stacked_form_stacks() -> None:
 def test_the_adam_probe_reads_the_eps_of_the_users_groups() -> None:
     """ε = 1 on the matrices puts every √v̂ below it; the vectors' ε = 1e-8 almost none."""
     family = _own(lambda model, lr: torch.optim.Adam(_matrices_and_vectors(model, lr, matrix_eps=1.0), eps=1e-8))
-    config = TrainConfig(steps=3, batch_size=8, probe_steps=(2,), probe_kinds=("adam",))
+    config = TrainConfig(steps=3, batch_size=8, probe_steps=(2,), probe_kinds=("adam_state",))
     stacked = train_group(family, 32, MEMBERS, config)
     for result in stacked:
         alone = train_run(family, 32, result.lr, result.seed, config)

@@ -67,7 +67,7 @@ RECORDS: dict[str, dict[str, Any]] = {
     "adam_epsilon": {
         "property": "adam_epsilon", "family": "gpt", "value": 0.0, "threshold": 0.25, "rms_ratio_threshold": 10.0,
         "layers": ["embed.weight", "blocks.0.fc.weight", "lm_head.weight"], "widths": [64, 128], "lrs": [1e-3, 1e-2],
-        "eps": [1e-8, 1e-8, 1e-8], "grad_rms": [[[2e-4, 1e-4], [1e-4, 5e-5]], [[3e-5, 2e-5], [1.5e-5, 1e-5]],
+        "eps": [1e-8, 1e-8, 1e-8], "sqrt_v_rms": [[[2e-4, 1e-4], [1e-4, 5e-5]], [[3e-5, 2e-5], [1.5e-5, 1e-5]],
                                                 [[1e-3, 8e-4], [5e-4, 4e-4]]],
     },
     "depth": {
@@ -118,7 +118,7 @@ def _diverged(prop: str) -> dict[str, Any]:
     if prop == "qk_layernorm_lowers_sensitivity":
         values["without_qk_layernorm"]["losses"] = [[3.4, None, None], [None, None, None]]
     if prop == "adam_epsilon":
-        values["grad_rms"][1] = [[None, None], [None, None]]
+        values["sqrt_v_rms"][1] = [[None, None], [None, None]]
     if prop == "depth":
         values["sensitivity"][1][-1] = None
     if prop == "depth_coord_check":

@@ -136,7 +136,7 @@ def test_probes_are_recorded_on_schedule() -> None:
     result = train_run(tiny_gpt(), 32, 1e-3, seed=0, steps=12, batch_size=4, probe_every=5)
     assert result.probe_step_list == [0, 5, 10, 11]
     assert set(result.probes) == {"activation", "norm_input", "attention_logit_max", "attention_logit_size",
-                                  "attention_heads", "output", "grad_rms", "frac_below_eps"}
+                                  "attention_heads", "output", "sqrt_v_rms", "frac_below_eps"}
     assert set(result.probes["attention_logit_max"]) == {"blocks.0.attn", "blocks.1.attn"}
     # The input of each norm layer: in this pre-LN model the residual stream each block and the readout read.
     assert set(result.probes["norm_input"]) == {"blocks.0.ln1", "blocks.0.ln2", "blocks.1.ln1", "blocks.1.ln2", "ln_f"}
@@ -195,7 +195,7 @@ def test_tiny_gradients_collapse_adamw_but_not_adam_atan2() -> None:
         return 1e-9 * F.cross_entropy(logits, targets)
 
     task = tasks.teacher_student(input_dim=16, n_classes=10)
-    config = TrainConfig(steps=30, batch_size=32, probe_steps=(29,), probe_kinds=("adam",))
+    config = TrainConfig(steps=30, batch_size=32, probe_steps=(29,), probe_kinds=("adam_state",))
 
     def run(optimizer: str, loss) -> object:
         spec = OptimizerSpec(name=optimizer)

@@ -214,3 +214,44 @@ def test_a_bad_coordinate_grid_is_a_one_line_error(field: str, value: object) ->
 
     with pytest.raises(ValueError, match=f"CoordCheckGrid: {field} must be"):
         CoordCheckGrid(widths=(32, 64), lr=1e-2, steps=3, batch_size=8, max_abs_slope=0.15, **{field: value})
+
+
+@pytest.mark.parametrize(("per_seed", "session_seeds", "outcome"), [
+    ({0: 0.26, 1: 0.07}, (0, 1), "inconclusive"),  # one seed failed, the second did not: within noise
+    ({0: 0.50, 1: 0.45}, (0, 1), "fail"),  # both fail by far: the failure stands
+    ({0: 0.26}, (0,), "fail"),  # a one-seed session has no second seed to ask
+])
+def test_a_failure_on_one_seed_is_measured_on_two_before_it_stands(
+        monkeypatch: pytest.MonkeyPatch, per_seed: dict[int, float], session_seeds: tuple[int, ...], outcome: str) -> None:
+    import dataclasses
+
+    from pytest_scaling import checks, families
+    from pytest_scaling.properties import Property
+    from pytest_scaling.session import ScalingSession
+    from pytest_scaling.suite import run_property
+    from pytest_scaling.tiers import TIERS
+
+    asked: list[list[int]] = []
+
+    def toy_check(scaling: ScalingSession, family: ModelFamily, grid) -> None:
+        seeds = scaling.first_seeds((grid or scaling.tier.stability).seeds)
+        asked.append(seeds)
+        values = [per_seed[s] for s in seeds]
+        toy.record(scaling, family.name, value=sum(values) / len(values), threshold=0.1, seed_values=values)
+        if sum(values) / len(values) > 0.1:
+            raise AssertionError("toy check failed")
+
+    monkeypatch.setattr(checks, "toy_check", toy_check, raising=False)
+    toy = Property("toy", "a toy property on the stability grid", "higher", grid="stability", check="toy_check")
+    tier = TIERS["cpu"]
+    session = ScalingSession(tier=dataclasses.replace(tier, stability=dataclasses.replace(tier.stability, seeds=1)),
+                             device=torch.device("cpu"), seeds=list(session_seeds))
+    family = families.mlp()
+    if outcome == "inconclusive":
+        with pytest.raises(pytest.skip.Exception, match=r"inconclusive: within noise of the threshold: toy 0.165"):
+            run_property(session, family, toy)
+    else:
+        with pytest.raises(AssertionError, match="toy check failed"):
+            run_property(session, family, toy)
+    assert asked == ([[0], [0, 1]] if len(session_seeds) == 2 else [[0]])
+    assert len([r for r in session.records if r["name"] == f"toy[{family.name}]"]) == 1  # the one-seed record replaced

@@ -1,5 +1,5 @@
-"""Adam's ε against the gradients it divides (DESIGN.md §4, Everett et al.): per layer, gradient RMS vs ε and the
-fraction of coordinates with √v̂ < ε, late in training, asserted at the largest width."""
+"""Adam's ε against the denominator it is added to (Everett et al.): per layer, the RMS of √v̂ vs ε and the fraction
+of coordinates with √v̂ < ε, late in training, asserted at the largest width (docs/design.md, "Adam ε")."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import metrics
+from .. import metrics, model_facts
 from .._result import jsonable
 from ..assertions import assert_adam_epsilon
 from ..family import ModelFamily
@@ -22,7 +22,7 @@ from ._arguments import grid_or_tier, require_check_arguments
 def _epsilon_config(grid: EpsilonGrid) -> TrainConfig:
     """AdamW at the grid's ε with a constant LR; only the Adam probe, every ``grid.probe_every`` steps and at the last."""
     return TrainConfig(steps=grid.steps, batch_size=grid.batch_size, optimizer=OptimizerSpec(eps=grid.eps),
-                       probe_every=grid.probe_every, probe_kinds=("adam",))
+                       probe_every=grid.probe_every, probe_kinds=("adam_state",))
 
 
 def _layer_eps(family: ModelFamily, grid: EpsilonGrid) -> dict[str, float]:
@@ -39,7 +39,7 @@ def _layer_eps(family: ModelFamily, grid: EpsilonGrid) -> dict[str, float]:
 
 
 def _late_extremes(result: SweepResult, layers: list[str], seeds: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per [layer, width, lr]: the smallest gradient RMS and the largest fraction below ε over the seeds (all, or
+    """Per [layer, width, lr]: the smallest RMS of √v̂ and the largest fraction below ε over the seeds (all, or
     ``seeds``) and the probe steps of the second half of training, where gradients are smallest; NaN where no run
     was probed that late."""
     shape = (len(layers), len(result.widths), len(result.lrs))
@@ -49,7 +49,7 @@ def _late_extremes(result: SweepResult, layers: list[str], seeds: tuple[int, ...
         if not late or (seeds is not None and seed not in seeds):
             continue
         cell = (slice(None), result.widths.index(width), result.lrs.index(lr))
-        run_rms = np.array([[run.probes["grad_rms"][layer][i] for i in late] for layer in layers])
+        run_rms = np.array([[run.probes["sqrt_v_rms"][layer][i] for i in late] for layer in layers])
         run_frac = np.array([[run.probes["frac_below_eps"][layer][i] for i in late] for layer in layers])
         rms[cell] = np.fmin(rms[cell], np.fmin.reduce(run_rms, axis=1))
         frac[cell] = np.fmax(frac[cell], np.fmax.reduce(run_frac, axis=1))
@@ -58,7 +58,7 @@ def _late_extremes(result: SweepResult, layers: list[str], seeds: tuple[int, ...
 
 def _bound_used(margins: metrics.EpsilonResult, grid: EpsilonGrid) -> float:
     """The recorded value: how much of its bound the worst layer at the largest width uses, the larger of the fraction
-    below ε over its bound and the RMS bound over the gradient RMS in units of ε (1 = at a bound; larger fails)."""
+    below ε over its bound and the RMS bound over the RMS of √v̂ in units of ε (1 = at a bound; larger fails)."""
     frac = np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)
     ratio = np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)
     return float(max(frac / grid.max_frac_below_eps, grid.min_rms_ratio / ratio if ratio > 0 else np.inf))
@@ -69,8 +69,12 @@ def _not_applicable(scaling: Any, family: ModelFamily, reason: str) -> None:
 
 
 def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = None) -> metrics.EpsilonResult | None:
-    """Adam's ε must stay small against every layer's gradients at the largest width late in training: gradient RMS falls
-    with width (Everett et al.), and once it nears ε the update m̂/(√v̂ + ε) shrinks with it.
+    """Adam's ε must stay small against every layer's √v̂ at the largest width late in training: gradients fall with
+    width (Everett et al.), and once √v̂ nears ε the update m̂/(√v̂ + ε) shrinks with it. √v̂, not the current gradient,
+    is what ε competes with: a gradient that fell late in training is still divided by the larger ones v̂ remembers.
+
+    A parameter the loss does not depend on (``model_facts.loss_independent_parameters``: a key's bias under softmax)
+    has a gradient of round-off at every width, whatever ε; it is recorded under ``no_gradient``, not asserted.
 
     Returns None, recorded as not applicable and without training, when the family's optimizer has no ε
     (AdamAtan2: a·atan2(m̂, b·√v̂) is invariant to the gradient scale), or after training when it keeps no Adam state.
@@ -84,8 +88,11 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
     grid, placed = place(scaling, family, grid)
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
                            config=_epsilon_config(grid), stacking=grid.stacking)
-    probed = next(iter(result.runs.values())).probes.get("grad_rms", {})
-    layers = [name for name in probed if name in layer_eps]
+    probed = next(iter(result.runs.values())).probes.get("sqrt_v_rms", {})
+    # A parameter the loss does not depend on (a key's bias under softmax) has round-off for a gradient at every
+    # width and LR: ε is not what keeps it from training, so it is listed, not asserted.
+    no_gradient = model_facts.loss_independent_parameters(family)
+    layers = [name for name in probed if name in layer_eps and name not in no_gradient]
     if not layers:
         _not_applicable(scaling, family, "the optimizer keeps no Adam second moment to probe")
         return None
@@ -99,6 +106,6 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
         max_frac_below_eps=jsonable(np.fmax.reduce(margins.frac_below_eps[:, -1], axis=None)),
         frac_threshold=grid.max_frac_below_eps,
         min_rms_ratio=jsonable(np.fmin.reduce(margins.rms_ratio[:, -1], axis=None)),
-        rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, **margins.to_dict(),
+        rms_ratio_threshold=grid.min_rms_ratio, steps=grid.steps, no_gradient=list(no_gradient), **margins.to_dict(),
         recipe=result.recipe, **placed)
     return assert_adam_epsilon(margins, max_frac_below_eps=grid.max_frac_below_eps, min_rms_ratio=grid.min_rms_ratio)

@@ -108,7 +108,8 @@ def _top_norm(family: ModelFamily, width: int) -> str:
 
 def depth_coord_check(scaling: Any, build_family: DepthFamilies,
                       grid: DepthCoordGrid | None = None) -> metrics.CoordCheckResult:
-    """The residual stream the readout reads must keep its size as depth grows, at init and in the first Adam steps.
+    """The residual stream the readout reads must keep its size as depth grows at init, and not grow with depth in the
+    first Adam steps (``assert_depth_coord_check`` says why shrinking after init is not counted).
 
     Depth-μP's coordinate check: L residual branches add up, so without 1/√L branch multipliers the stream grows
     like √L at init, and without the blocks' LR scaled by L^-1/2 their updates grow it like √L in training. Sizes
@@ -131,9 +132,10 @@ def depth_coord_check(scaling: Any, build_family: DepthFamilies,
     sizes = metrics.seed_geometric_mean(per_seed)
     layers = [f"width {w}: {norms[-1]} input" for w in grid.widths]
     slopes = metrics.coord_slopes(grid.depths, sizes, layers=layers, steps=range(grid.steps + 1))
-    seed_values = [metrics.coord_slopes(grid.depths, seed_sizes, layers=layers).max_abs_slope for seed_sizes in per_seed]
+    seed_values = [metrics.depth_coord_excess(metrics.coord_slopes(grid.depths, seed_sizes, layers=layers))[0]
+                   for seed_sizes in per_seed]
     PROPERTIES["depth_coord_check"].record(scaling, name, seed_values=seed_values, recipe=results[0].recipe, **placed,
-                   families=[f.name for f in families], value=slopes.max_abs_slope,
+                   families=[f.name for f in families], value=metrics.depth_coord_excess(slopes)[0],
                    threshold=grid.max_abs_slope, depths=list(grid.depths), widths=list(grid.widths),
                    seeds=list(results[0].seeds), slopes=jsonable(slopes.slopes), sizes=jsonable(sizes))
     return assert_depth_coord_check(slopes, max_abs_slope=grid.max_abs_slope)

@@ -333,18 +333,18 @@ _EPSILON_LAYERS_NAMED = 5
 
 
 def _plot_epsilon_headroom(axes: Axes, record: dict[str, Any]) -> None:
-    """Per layer, its smallest gradient RMS over the LRs in units of Adam's ε against width (log-log): the headroom
+    """Per layer, its smallest RMS of √v̂ over the LRs in units of Adam's ε against width (log-log): the headroom
     that shrinks as gradients fall with width, above the ratio the check requires."""
     data = record["data"]
     ratios = {layer: [min(_floats(per_lr), default=math.nan) / eps for per_lr in rms]
-              for layer, eps, rms in zip(data["layers"], data["eps"], data["grad_rms"])}
+              for layer, eps, rms in zip(data["layers"], data["eps"], data["sqrt_v_rms"])}
     # Only the layers closest to ε at the widest width are named: a Transformer has dozens.
     closest = sorted(ratios, key=lambda layer: (math.isnan(ratios[layer][-1]), ratios[layer][-1]))[:_EPSILON_LAYERS_NAMED]
     for (layer, values), colour in zip(ratios.items(), _colours(len(ratios))):
         axes.plot(data["widths"], values, "o-", color=colour, markersize=3, label=layer if layer in closest else None)
     _threshold_line(axes, data.get("rms_ratio_threshold"), "required ratio")
     _width_axis(axes)
-    axes.set(yscale="log", ylabel="gradient RMS / ε (min over LRs)",
+    axes.set(yscale="log", ylabel="RMS of √v̂ / ε (min over LRs)",
              title=f"Adam ε headroom per layer ({_EPSILON_LAYERS_NAMED} closest named)")
     _legend(axes)
 
@@ -421,7 +421,7 @@ FIGURES: dict[str, tuple[tuple[Panel, tuple[str, ...]], ...]] = {
                        (_plot_lr_sensitivity, ("widths", "values"))),
     "qk_layernorm_lowers_sensitivity": ((_plot_qk_sensitivity, tuple(QK_VARIANTS)),
                                         *((_qk_losses_panel(key), tuple(QK_VARIANTS)) for key in QK_VARIANTS)),
-    "adam_epsilon": ((_plot_epsilon_headroom, ("layers", "widths", "eps", "grad_rms")),),
+    "adam_epsilon": ((_plot_epsilon_headroom, ("layers", "widths", "eps", "sqrt_v_rms")),),
     "weight_decay": ((_plot_decay_timescales, ("names", "widths", "timescale", "slopes")),),
     "depth": ((_plot_depth_sensitivity, ("depths", "widths", "sensitivity")),),
     "depth_coord_check": ((_plot_depth_coord, ("depths", "widths", "sizes")),),
