@@ -318,13 +318,13 @@ def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
     _fail("power law check failed", ["x", "L", "fitted", "log residual"], rows, facts, hint)
 
 
-def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.05, require_in_band: bool = False) -> ExtrapolationResult:
+def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.01, require_in_band: bool = False) -> ExtrapolationResult:
     """The fit must predict the held-out largest sizes: no point may miss by more than rtol (relative error) *and* by
     more than n_sigma of its noise (``ExtrapolationResult.excess``), and (require_in_band) every held-out point must lie
     inside the bootstrap band.
 
     Both, because an observation is itself noisy: on a task whose seed-to-seed spread at the largest size exceeds rtol,
-    a miss within that spread says nothing against the law. 0.05 is a loose default; calibrate rtol per tier.
+    a miss within that spread says nothing against the law. The default is the cpu tier's ``max_rel_error``.
     """
     excess = result.excess(rtol)
     off_band = require_in_band and (result.in_band is None or not bool(np.all(result.in_band)))

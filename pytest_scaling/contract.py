@@ -5,9 +5,8 @@ returned, instead of an error from deep inside torch halfway through a sweep.
 
 from __future__ import annotations
 
-import dataclasses
 import weakref
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -15,7 +14,6 @@ from .family import ModelFamily
 
 if TYPE_CHECKING:
     from .tasks import Task
-    from .train import TrainConfig
 
 CONTRACT_BATCH = 4
 """Examples in the batch the contract's forward pass reads."""
@@ -120,20 +118,6 @@ def check_widths_build(family: ModelFamily, widths: tuple[int, ...]) -> None:
             except Exception as exc:  # noqa: BLE001 - any failure to build is the width's problem
                 raise FamilyError(f"family {family.name!r} cannot be built at width {width}: {first_line(exc)}") from None
         built.add(width)
-
-
-def train_config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainConfig:
-    """``config`` (default ``TrainConfig()``) with ``overrides`` replacing its fields; one line for a non-config or an
-    unknown field."""
-    from .train import TrainConfig
-
-    if config is not None and not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__}")
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise TypeError(f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(fields)}")
-    return dataclasses.replace(config or TrainConfig(), **overrides)
 
 
 def torch_device(device: object) -> torch.device:

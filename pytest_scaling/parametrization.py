@@ -18,7 +18,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .family import Role, WidthRoles
+from .roles import Role, WidthRoles
 
 MATRIX_ROLES: tuple[Role, ...] = ("input", "hidden", "output")
 

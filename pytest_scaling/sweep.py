@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from . import metrics
-from .contract import check_family, check_widths_build, require_family, torch_device, train_config
+from .contract import check_family, check_widths_build, require_family, torch_device
 from .family import ModelFamily, check_widths
 from .fingerprint import FingerprintError
 from .progress import Progress
 from .stacking import train_width
 from .store import ResultCache, run_key
-from .train import RunResult, TrainConfig, check_stacking, recipe_notes
+from .train import RunResult, TrainConfig, check_stacking, recipe_notes, train_config
 
 RunId = tuple[int, float, int]  # (width, lr, seed)
 EXECUTORS: tuple[str, ...] = ("local", "ray")

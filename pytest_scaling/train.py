@@ -13,13 +13,13 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from .contract import check_family, torch_device, train_config
+from .contract import check_family, torch_device
 from .family import ModelFamily
 from .members import SingleRun, StackedRuns, drop_compiled_forwards, own_stacked_form
 from .model_facts import lr_by_role, read_model, unapplied_keys
@@ -120,6 +120,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def train_config(config: TrainConfig | None, overrides: Mapping[str, Any]) -> TrainConfig:
+    """``config`` (default ``TrainConfig()``) with ``overrides`` replacing its fields; one line for a non-config or an
+    unknown field."""
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__}")
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"unknown TrainConfig field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(fields)}")
+    return dataclasses.replace(config or TrainConfig(), **overrides)
 
 
 @dataclass

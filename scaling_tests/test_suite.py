@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-from pytest_scaling import ScalingSuite, families
-from pytest_scaling.placement import RelativeLRs
-from pytest_scaling.tiers import PowerLawGrid
+from pytest_scaling import PowerLawGrid, RelativeLRs, ScalingSuite, families
 
 
 class TestSuite(ScalingSuite):
