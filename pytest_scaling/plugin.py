@@ -52,6 +52,9 @@ OPTIONS: tuple[_Option, ...] = (
             ini="string", metavar="{smoke,cpu,gpu}"),
     _Option("--scaling-seeds", "seeds per grid point (default: the tier's: smoke 1, cpu 2, gpu 3; a grid that sets its own, the cpu power law's 3, keeps it)",
             ini="int", metavar="N"),
+    _Option("--scaling-threads", "torch threads on the CPU (default: the cores this process may use, less those "
+            "other processes keep busy, shared among xdist workers; OMP_NUM_THREADS, if set, is kept)",
+            ini="int", metavar="N"),
     _Option("--scaling-report", "write a report, .html, .md or .json by extension; repeatable",
             ini="args", metavar="PATH", action="append"),
     _Option("--scaling-baseline", "compare metrics with this baseline JSON; regressions fail the run",
@@ -101,6 +104,7 @@ class _Settings:
     reports: tuple[Path, ...] = ()
     baseline: dict[str, Any] | None = None
     save_baseline: Path | None = None
+    threads: int | None = None
 
 
 @dataclass(eq=False)
@@ -125,6 +129,8 @@ class _Run:
 _SETTINGS = pytest.StashKey[_Settings]()
 _FAMILIES = pytest.StashKey["list[ModelFamily]"]()
 _SESSION = pytest.StashKey[ScalingSession]()
+#: The thread plan's description, and the thread count torch had before it.
+_THREADS = pytest.StashKey["tuple[str, int]"]()
 _RUN = pytest.StashKey[_Run]()
 #: The key under which an xdist worker hands its records to the controller.
 WORKER_RECORDS = "scaling_records"
@@ -158,11 +164,11 @@ def _given(config: pytest.Config, dest: str) -> tuple[Any, str] | None:
     return None
 
 
-def _seed_count(config: pytest.Config, tier: Tier) -> int:
-    """Seeds per grid point: --scaling-seeds or ini scaling_seeds, else the tier's."""
-    given = _given(config, "scaling_seeds")
+def _positive_int(config: pytest.Config, dest: str) -> int | None:
+    """The option ``dest`` (or its ini key) as a positive int, None when not given; a one-line usage error else."""
+    given = _given(config, dest)
     if given is None:
-        return tier.seeds
+        return None
     value, label = given
     try:
         count = int(value)
@@ -171,6 +177,12 @@ def _seed_count(config: pytest.Config, tier: Tier) -> int:
     if count <= 0:
         raise pytest.UsageError(f"{label} must be a positive integer, got {value!r}")
     return count
+
+
+def _seed_count(config: pytest.Config, tier: Tier) -> int:
+    """Seeds per grid point: --scaling-seeds or ini scaling_seeds, else the tier's."""
+    count = _positive_int(config, "scaling_seeds")
+    return tier.seeds if count is None else count
 
 
 def _executor(config: pytest.Config) -> str:
@@ -288,7 +300,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS] = _Settings(
         tier, _device_type(config, tier), n_seeds, family_specs, _cache_dir(config), executor,
         diagnose=_switch(config, "scaling_diagnose"), bf16=_switch(config, "scaling_bf16"), reports=_report_paths(config),
-        baseline=_baseline(config), save_baseline=save_baseline,
+        baseline=_baseline(config), save_baseline=save_baseline, threads=_positive_int(config, "scaling_threads"),
     )
     config.stash[_RUN] = run = _Run()
     config.pluginmanager.register(run, "scaling-run")
@@ -474,6 +486,14 @@ def scaling_family(request: pytest.FixtureRequest) -> ModelFamily:
 def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device) -> ScalingSession:
     """The session runner: ``sweep(family, ...)``, tier, device, seeds, and ``record(...)``."""
     settings = pytestconfig.stash[_SETTINGS]
+    if scaling_device.type == "cpu":
+        import torch
+
+        from pytest_scaling.threads import plan_threads
+
+        plan = plan_threads(settings.threads)
+        pytestconfig.stash[_THREADS] = (plan.describe(), torch.get_num_threads())  # restored when the session ends
+        torch.set_num_threads(plan.threads)
     session = ScalingSession(
         tier=scaling_tier,
         device=scaling_device,
@@ -499,7 +519,8 @@ def _report(config: pytest.Config) -> dict[str, Any] | None:
         return None
     records = [make_record(record, run.outcomes.get(record.get("test") or "", "inconclusive")) for record in raw]
     precision = "bf16 autocast" if settings.bf16 else "fp32"
-    report = make_report(records, environment(settings.tier.name, settings.device_type, config.rootpath, precision))
+    report = make_report(records, environment(settings.tier.name, settings.device_type, config.rootpath, precision,
+                                              threads=config.stash[_THREADS][0] if _THREADS in config.stash else None))
     if settings.baseline is not None:
         run.comparison = baselines.compare(report, settings.baseline)
     return report
@@ -512,6 +533,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     scaling_session = config.stash.get(_SESSION, None)
     if scaling_session is not None:
         scaling_session.close()
+    if _THREADS in config.stash:  # leave torch's thread count as the session found it
+        import torch
+
+        torch.set_num_threads(config.stash[_THREADS][1])
     if _SETTINGS not in config.stash:
         return
     if hasattr(config, "workeroutput"):

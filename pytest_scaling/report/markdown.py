@@ -13,10 +13,12 @@ from pytest_scaling.report.table import grouped
 
 
 def environment_line(env: dict[str, Any]) -> str:
-    """The environment in one line: tier, device, precision (where the report has it), torch and the short commit."""
+    """The environment in one line: tier, device, precision and threads (where the report has them), torch and the
+    short commit."""
     commit = (env.get("commit") or "unknown")[:12]
     precision = f" · precision `{env['precision']}`" if env.get("precision") else ""
-    return (f"tier `{env.get('tier')}` · device `{env.get('device')}`{precision} · torch `{env.get('torch')}` · "
+    threads = f" · threads `{env['threads']}`" if env.get("threads") else ""
+    return (f"tier `{env.get('tier')}` · device `{env.get('device')}`{precision}{threads} · torch `{env.get('torch')}` · "
             f"commit `{commit}`")
 
 

@@ -39,12 +39,14 @@ def git_commit(directory: Path) -> str | None:
     return done.stdout.strip() or None
 
 
-def environment(tier: str, device: str, directory: Path, precision: str = "fp32") -> dict[str, Any]:
-    """Where the numbers came from: tier, device type, precision ("fp32" or "bf16 autocast"), torch version and git
-    commit (null if unknown)."""
+def environment(tier: str, device: str, directory: Path, precision: str = "fp32",
+                threads: str | None = None) -> dict[str, Any]:
+    """Where the numbers came from: tier, device type, precision ("fp32" or "bf16 autocast"), torch version, the
+    CPU threads trained with and why (``threads.ThreadPlan.describe``; null on a GPU) and git commit (null if
+    unknown)."""
     import torch
 
-    return {"tier": tier, "device": device, "precision": precision, "torch": torch.__version__,
+    return {"tier": tier, "device": device, "precision": precision, "torch": torch.__version__, "threads": threads,
             "commit": git_commit(directory)}
 
 
