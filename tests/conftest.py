@@ -39,11 +39,18 @@ def training_session(seeds: Sequence[int] = (0,), cache_dir: Path | None = None,
 @pytest.fixture(scope="session", autouse=True)
 def _training_threads() -> Iterator[None]:
     """Train on SCALING_TEST_THREADS threads (default one: on 2 busy cores the GPT coordinate check took 32 s on two
-    threads, 3.4 s on one); write the training sessions' records at the end when SCALING_TEST_RECORDS asks for them."""
-    threads = torch.get_num_threads()
+    threads, 3.4 s on one), in the plugin's own runs too (its thread plan keeps OMP_NUM_THREADS), so that a verdict
+    does not depend on how busy the machine was; write the training sessions' records at the end when
+    SCALING_TEST_RECORDS asks for them."""
+    threads, variable = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(THREADS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
     yield
     torch.set_num_threads(threads)
+    if variable is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = variable
     directory = os.environ.get("SCALING_TEST_RECORDS")
     if directory:
         records = [{**record, "seeds": session.seeds} for session in _SESSIONS for record in session.records]
