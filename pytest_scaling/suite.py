@@ -17,7 +17,6 @@ that assert the property.
 from __future__ import annotations
 
 import dataclasses
-
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import pytest
@@ -103,25 +102,24 @@ def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[
         prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
         pytest.skip(reason)
     try:
-        result = prop.run(scaling, family, grid)
+        return _run_judged(scaling, family, prop, grid)
     except AssertionError:
-        _skip_within_noise(scaling, family, prop)
         confirming = _with_a_second_seed(scaling, prop, grid)
         if confirming is None:
             raise
-        _drop_last_record(scaling, prop.record_name(family.name))  # superseded by the two-seed verdict
-        result = _run_judged(scaling, family, prop, confirming)
-    _skip_within_noise(scaling, family, prop)
-    return result
+    _drop_last_record(scaling, prop.record_name(family.name))  # superseded by the two-seed verdict
+    return _run_judged(scaling, family, prop, confirming)
 
 
 def _run_judged(scaling: Any, family: ModelFamily, prop: Property, grid: Any) -> Any:
-    """``prop.run`` on ``grid``, a failure within its seeds' noise skipped as inconclusive."""
+    """``prop.run`` on ``grid``; a verdict, pass or fail, within its seeds' noise is skipped as inconclusive."""
     try:
-        return prop.run(scaling, family, grid)
+        result = prop.run(scaling, family, grid)
     except AssertionError:
         _skip_within_noise(scaling, family, prop)
         raise
+    _skip_within_noise(scaling, family, prop)
+    return result
 
 
 def _drop_last_record(scaling: Any, name: str) -> None:

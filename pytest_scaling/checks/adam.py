@@ -89,8 +89,6 @@ def adam_epsilon(scaling: Any, family: ModelFamily, grid: EpsilonGrid | None = N
     result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
                            config=_epsilon_config(grid), stacking=grid.stacking)
     probed = next(iter(result.runs.values())).probes.get("sqrt_v_rms", {})
-    # A parameter the loss does not depend on (a key's bias under softmax) has round-off for a gradient at every
-    # width and LR: ε is not what keeps it from training, so it is listed, not asserted.
     no_gradient = model_facts.loss_independent_parameters(family)
     layers = [name for name in probed if name in layer_eps and name not in no_gradient]
     if not layers:

@@ -155,8 +155,9 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
     # has no attention layer.
     attention = any(run.probes.get("attention_logit_max") for run in result.runs.values())
     by_run = {key: _logit_trends(run, steps, grid, attention) for key, run in sorted(result.runs.items())}
-    trends = {f"w={w} lr={lr:.3g} seed={s} {series}": trend
-              for (w, lr, s), run_trends in by_run.items() for series, trend in run_trends.items()}
+    named = [(f"w={w} lr={lr:.3g} seed={s} {series}", series, trend)
+             for (w, lr, s), run_trends in by_run.items() for series, trend in run_trends.items()]
+    trends = {name: trend for name, _, trend in named}
     drifted = [name for name, t in trends.items() if t.drifted and not t.diverged]
     pull = log_z_pull(family) if drifted else None
     drift_fails = pull is None or pull < MIN_PULL
@@ -164,8 +165,8 @@ def no_logit_divergence(scaling: Any, family: ModelFamily, grid: StabilityGrid |
     caps = {"attention logit": (grid.attention_logit_cap, math.inf), "|log Z|": (grid.log_z_cap, drift_bound)}
     used = {key: max((criterion_fraction(trend, *caps[series]) for series, trend in run_trends.items()), default=0.0)
             for key, run_trends in by_run.items()}
-    grew = {name: t for name, t in trends.items() if t.growing and not t.diverged}
-    cap_of = {name: caps[name.split(" ", 3)[3]][0] for name in grew}
+    grew = {name: trend for name, _, trend in named if trend.growing and not trend.diverged}
+    cap_of = {name: caps[series][0] for name, series, _ in named if name in grew}
     inconclusive = _unresolved_reason(grew, [] if drift_fails else drifted,
                                       max((trends[name].drift for name in drifted), default=0.0),
                                       grid.max_log_z_drift, pull, result.config.steps, cap_of)
