@@ -15,7 +15,6 @@ and the seconds it took. Runs are cached (``--cache``), so a second call only re
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -34,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from examples import zoo  # noqa: E402  (the user-style zoo)
 from pytest_scaling import families  # noqa: E402
 from pytest_scaling.family import ModelFamily  # noqa: E402
-from pytest_scaling.properties import SUITE, Property  # noqa: E402
+from pytest_scaling.properties import PROPERTIES, Property, suite_properties  # noqa: E402
 from pytest_scaling.session import ScalingSession  # noqa: E402
 from pytest_scaling.suite import run_property  # noqa: E402
 from pytest_scaling.tiers import TIERS  # noqa: E402
@@ -73,7 +72,7 @@ def run_replicate(family: ModelFamily, prop: Property, tier: str, seeds: list[in
 def seeds_per_replicate(tier: Any) -> int:
     """The most seeds any of the tier's grids uses (a grid's own ``seeds`` may exceed the tier's), so replicates
     never share a seed."""
-    grids = [getattr(tier, f.name) for f in dataclasses.fields(tier)]
+    grids = [prop.grid_in(tier) for prop in PROPERTIES.values()]
     return max([tier.seeds, *(getattr(g, "seeds", None) or 0 for g in grids)])
 
 
@@ -81,7 +80,7 @@ def calibrate(family: ModelFamily, tier: str, replicates: int, cache: Path, only
     """Per property: its replicates' values and outcomes, with their statistics."""
     rows = []
     n_seeds = seeds_per_replicate(TIERS[tier])
-    for prop in SUITE:
+    for prop in suite_properties():
         if only and prop.name not in only:
             continue
         values, outcomes, seconds, threshold = [], [], 0.0, None

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pytest_scaling import families, tasks  # noqa: E402
-from pytest_scaling.checks.scaling_law import _standard_error, size_losses  # noqa: E402
+from pytest_scaling.properties._size_losses import size_losses, standard_error  # noqa: E402
 from pytest_scaling.family import ModelFamily  # noqa: E402
 from pytest_scaling.families.reference import BASE_DEPTH, Z_LOSS  # noqa: E402
 from pytest_scaling.fit import extrapolation_check, fit_power_law  # noqa: E402
@@ -50,7 +50,7 @@ def measure(family: ModelFamily, seeds: list[int], cache: Path) -> list[str]:
         session.close()
     fit = fit_power_law(points.sizes, points.mean)
     held = extrapolation_check(points.sizes, points.mean, holdout=1, bootstrap=200,
-                               seed_noise=_standard_error(points), n_sigma=GRID.n_sigma)
+                               seed_noise=standard_error(points), n_sigma=GRID.n_sigma)
     return [family.task.name, " ".join(f"{v:.4f}" for v in points.mean), f"{np.mean(points.std):.4f}",
             f"{points.mean[0] - points.mean[-1]:.3f}", f"{1 - fit.r2:.4f}", f"{fit.alpha:.2f}", f"{fit.E:.3f}",
             f"{held.rel_errors[0]:+.2%}", f"{held.excess(GRID.max_rel_error)[0]:.2f}"]

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from examples.zoo import BENIGN, VARIANTS  # noqa: E402
-from pytest_scaling.properties import SUITE  # noqa: E402
+from pytest_scaling.properties import suite_properties  # noqa: E402
 
 
 def run_suite(spec: str, out: Path, extra: list[str], properties: list[str] | None = None) -> tuple[int, float, dict]:
@@ -95,17 +95,17 @@ def main() -> int:
     baseline = args.out / "clean-baseline.json"
     code, seconds, clean = run_suite("examples.zoo:clean", args.out, [*extra, "--scaling-save-baseline", str(baseline)])
     rows = [["clean", f"{seconds:.0f}", "exit 0" if code == 0 else f"exit {code}",
-             *(_cell(next((r for r in clean["records"] if r["property"] == p.name), None)) for p in SUITE)]]
+             *(_cell(next((r for r in clean["records"] if r["property"] == p.name), None)) for p in suite_properties())]]
     print(f"clean: exit {code}, {seconds:.0f} s", file=sys.stderr, flush=True)
     for variant in args.only or [*VARIANTS, *BENIGN]:
         code, seconds, report = run_suite(f"examples.zoo:{variant}", args.out, [*extra, "--scaling-baseline", str(baseline)])
         records = {r["property"]: r for r in report["records"]}
-        caught = [p.name for p in SUITE if records.get(p.name, {}).get("status") in ("fail", "regressed")]
+        caught = [p.name for p in suite_properties() if records.get(p.name, {}).get("status") in ("fail", "regressed")]
         missed = "flagged nothing" if variant in BENIGN else "NOT CAUGHT"
         rows.append([variant, f"{seconds:.0f}", f"exit {code}: " + (", ".join(caught) or missed),
-                     *(_cell(records.get(p.name)) for p in SUITE)])
+                     *(_cell(records.get(p.name)) for p in suite_properties())])
         print(f"{variant}: exit {code}, caught by {caught or 'nothing'}, {seconds:.0f} s", file=sys.stderr, flush=True)
-    headers = ["variant", "s", "verdict", *(p.name for p in SUITE)]
+    headers = ["variant", "s", "verdict", *(p.name for p in suite_properties())]
     print("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers))
     print("\n".join("| " + " | ".join(row) + " |" for row in rows))
     return 0

@@ -318,7 +318,7 @@ def assert_power_law(fit: PowerLawFit, *, min_r2: float = 0.98,
     _fail("power law check failed", ["x", "L", "fitted", "log residual"], rows, facts, hint)
 
 
-def assert_extrapolates(result: ExtrapolationResult, *, rtol: float = 0.01, require_in_band: bool = False) -> ExtrapolationResult:
+def assert_extrapolation(result: ExtrapolationResult, *, rtol: float = 0.01, require_in_band: bool = False) -> ExtrapolationResult:
     """The fit must predict the held-out largest sizes: no point may miss by more than rtol (relative error) *and* by
     more than n_sigma of its noise (``ExtrapolationResult.excess``), and (require_in_band) every held-out point must lie
     inside the bootstrap band.
@@ -461,7 +461,7 @@ def assert_adam_epsilon(result: EpsilonResult, *, max_frac_below_eps: float = 0.
           ["layer", "√v̂ RMS", "ε", "√v̂ RMS / ε", "fraction √v̂ < ε", "width", "lr", "fails on"], rows, facts, hint)
 
 
-def assert_decay_timescale(result: DecayTimescales, *, max_abs_slope: float = 0.5) -> DecayTimescales:
+def assert_weight_decay(result: DecayTimescales, *, max_abs_slope: float = 0.5) -> DecayTimescales:
     """Each decayed parameter's timescale τ = 1/(fraction removed a step) may change with width by at most
     ``max_abs_slope`` per doubling (log2 τ on log2 width). 0.5 sits halfway between a decay independent of the LR (0)
     and one coupled to a μP hidden LR that falls as 1/m (+1); a parameter decayed at some widths only fails."""

@@ -1,6 +1,6 @@
 """Baselines: save a report's metrics with their measured seed noise, and judge a new report against them.
 
-What "worse" means comes from the property registry (``pytest_scaling.properties``): for a ``higher`` property
+What "worse" means is what the record says, as its property declares it (``Property.worse``): for a ``higher`` property
 the change is ``new − base``, for a ``higher_abs`` one ``|new| − |base|``. The change is divided by the noise of
 the difference, ``σ = √(σ_base² + σ_new²)``, where each σ is the standard error of that run's value measured from
 its per-seed values (``seed_noise``), floored at ``RESOLUTION`` of the property's threshold: one seed measures no
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_scaling.properties import worse_of
+from pytest_scaling.property import worse_of
 from pytest_scaling.report.model import SCHEMA_VERSION, is_number
 
 #: A change is flagged when it exceeds this many standard deviations of the seed noise of the difference.
@@ -28,6 +28,8 @@ RESOLUTION = 0.02
 ABSOLUTE_FLOOR = 1e-3
 COMPARABLE_ON: tuple[str, ...] = ("tier", "device")
 VERDICTS: tuple[str, ...] = ("regressed", "improved")
+#: Properties renamed since a baseline may have been saved: old name -> new, so the old record still compares.
+RENAMED: dict[str, str] = {"depth": "depth_sensitivity"}
 
 
 def noise_floor(threshold: Any) -> float:
@@ -62,7 +64,7 @@ def make_baseline(report: dict[str, Any]) -> dict[str, Any]:
     metrics = {
         record["name"]: {"test": record["test"], "property": record["property"], "value": record["value"],
                          "noise": record.get("noise"), "seed_values": record.get("seed_values"),
-                         "threshold": record["threshold"], "worse": worse_of(record["property"], record.get("worse"))}
+                         "threshold": record["threshold"], "worse": worse_of(record.get("worse"))}
         for record in report["records"]
         if record["status"] == "pass" and is_number(record["value"])
     }
@@ -94,6 +96,12 @@ class Comparison:
         return notes
 
 
+def _current_name(record_name: str) -> str:
+    """A baseline record's name (``property[family]``) under its property's current name."""
+    prop, bracket, family = record_name.partition("[")
+    return f"{RENAMED.get(prop, prop)}{bracket}{family}"
+
+
 def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     """Fill each comparable record's ``baseline`` (value, noise, delta, z) and, where its test passed, turn its status
     to regressed or improved.
@@ -107,11 +115,12 @@ def compare(report: dict[str, Any], baseline: dict[str, Any]) -> Comparison:
     comparison = Comparison(warning=mismatch(baseline, report["environment"]))
     if comparison.warning:
         return comparison
+    metrics = {_current_name(name): entry for name, entry in baseline["metrics"].items()}
     for record in report["records"]:
-        base = baseline["metrics"].get(record["name"])
+        base = metrics.get(record["name"])
         if not isinstance(base, dict) or not is_number(base.get("value")) or not is_number(record["value"]):
             continue
-        worse = worse_of(record["property"], record.get("worse") or base.get("worse"))
+        worse = worse_of(record.get("worse") or base.get("worse"))
         z = z_score(record, base, worse)
         record["baseline"] = {"value": base["value"], "noise": base.get("noise"), "delta": record["value"] - base["value"],
                               "z": z}

@@ -10,7 +10,7 @@ import sys
 from typing import Any, Sequence
 
 from pytest_scaling.baseline import compare, make_baseline
-from pytest_scaling.report import write_report
+from pytest_scaling.report.files import write_report
 from pytest_scaling.report.model import ReportError, load
 from pytest_scaling.report.table import grouped
 

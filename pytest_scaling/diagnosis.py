@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from tabulate import tabulate
 
-from .properties import Property, get as get_property
+from .property import Property
 
 if TYPE_CHECKING:
     from .family import ModelFamily
@@ -171,7 +171,11 @@ def diagnose(scaling: Any, family: ModelFamily, property: str | Property, grid: 
     intervention (``interventions``: names, default the property's own list); the diagnosis is returned and attached
     to the property's record. A property that passes as written is not diagnosed. At most ``max_interventions``
     interventions train; those that do not apply are listed with why. Runs come from the session's cache when there."""
-    prop = property if isinstance(property, Property) else get_property(property)
+    if not isinstance(property, Property):
+        from .properties import get  # the registry imports torch: not at plugin load, which renders diagnoses
+
+        property = get(property)
+    prop = property
     _check_arguments(interventions, max_interventions)
     passed, note = _run(scaling, prop, family, grid)
     return _after(scaling, family, prop, grid, Trial(AS_WRITTEN, AS_WRITTEN, passed=passed, note=note),

@@ -1,4 +1,4 @@
-"""Scaling-law fits (DESIGN.md §4): L = E + A·x^-α and Chinchilla's L(N, D) = E + A/N^α + B/D^β.
+"""Scaling-law fits: L = E + A·x^-α and Chinchilla's L(N, D) = E + A/N^α + B/D^β.
 
 Both are fitted in log space, log L̂ = logsumexp(a − α·log x, [b − β·log D,] e) with A = e^a, E = e^e
 (so E ≥ 0 by construction), under a Huber loss (δ = 1e-3) *summed* over points, minimised by

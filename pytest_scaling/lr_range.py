@@ -19,7 +19,7 @@ import numpy as np
 from . import metrics
 from ._result import Result, frozen
 from .family import ModelFamily
-from .tiers import LRRangeGrid, log10_grid
+from .grids import LRRangeGrid, log10_grid
 from .train import TrainConfig
 
 #: The anchor lattice, in octaves: anchors are 2^(k / ANCHOR_STEPS_PER_OCTAVE).

@@ -1,4 +1,4 @@
-"""Scaling metrics from sweep losses (DESIGN.md §4): optimal LR, LR transfer, LR sensitivity, coord slopes, logit trends."""
+"""Scaling metrics from sweep losses: optimal LR, LR transfer, LR sensitivity, coord slopes, logit trends."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ moments (what ``weight_decay`` means in ``torch.optim.Adam``); the stored gradie
 ``stacked_form`` translates the optimizers of K runs (the family's own factory, built once per
 run) into one batched optimizer when that is exact, and says why not otherwise.
 
-Weight decay (DESIGN.md section 4):
+Weight decay:
 
 - coupled (torch-style AdamW): ``θ ← θ − lr_t·(Δ + λθ)``;
 - independent (Wortsman et al. 2023): ``θ ← θ − s_t·(η·Δ + λθ)`` with ``s_t·η = lr_t`` and
@@ -237,7 +237,7 @@ def _run_means(t: Tensor, runs: int) -> Tensor:
 
 @dataclass(frozen=True)
 class EpsProbe:
-    """Per-parameter epsilon diagnostics (DESIGN.md section 4, "Adam epsilon").
+    """Per-parameter epsilon diagnostics (docs/design.md, "Adam ε").
 
     ``sqrt_v_rms``: RMS of √v̂, the denominator ε is added to (Adam's memory of the gradients' size, which
     outlasts a gradient that has just fallen); ``frac_below_eps``: fraction of coordinates with √v̂ < ``eps``; ``update_rms``: RMS of the last update

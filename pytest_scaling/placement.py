@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, TypeVar
 
 from .family import ModelFamily
-from .tiers import RelativeLRs, RelativeWidths
+from .grids import RelativeLRs, RelativeWidths
 
 Grid = TypeVar("Grid")
 

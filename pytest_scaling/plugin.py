@@ -5,6 +5,7 @@ It wires the command line and ini file to the library; it holds no science.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_scaling import baseline as baselines
-from pytest_scaling.report import check_path, write_report
+from pytest_scaling.report.files import check_path, write_report
 from pytest_scaling.report.model import ReportError, dump_json, environment, load, make_record, make_report, write_text
 from pytest_scaling.report.markdown import diagnoses
 from pytest_scaling.report.table import grouped
@@ -62,7 +63,10 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--scaling-save-baseline", "save this run's metrics as a baseline JSON", metavar="PATH"),
     _Option("--scaling-cache", f"directory of the run cache (default: {DEFAULT_CACHE_DIR}/ under the rootdir)",
             ini="string", metavar="DIR"),
-    _Option("--scaling-no-cache", "train every run, reading and writing no cache", action="store_true"),
+    _Option("--scaling-plan", "print each suite family's plan (runs and predicted seconds per property, against the "
+            "tier's budget) and exit without training", action="store_true"),
+    _Option("--scaling-no-cache", "train every run afresh, reading and writing no cache on disk (within the session "
+            "properties still share the runs they have in common)", action="store_true"),
     _Option("--scaling-executor", "where runs execute: local (default) or ray",
             ini="string", metavar="{local,ray}"),
     _Option("--scaling-diagnose", "when a suite property fails, rerun it with each known fix it names (zero readout, "
@@ -131,6 +135,7 @@ _FAMILIES = pytest.StashKey["list[ModelFamily]"]()
 _SESSION = pytest.StashKey[ScalingSession]()
 #: The thread plan's description, and the thread count torch had before it.
 _THREADS = pytest.StashKey["tuple[str, int]"]()
+_PLANS = pytest.StashKey["list[dict[str, Any]]"]()
 _RUN = pytest.StashKey[_Run]()
 #: The key under which an xdist worker hands its records to the controller.
 WORKER_RECORDS = "scaling_records"
@@ -400,12 +405,17 @@ def _marker_tiers(item: pytest.Item) -> tuple[str, ...] | None:
     return found
 
 
+def _is_suite(cls: type | None) -> bool:
+    """Whether ``cls`` is a ScalingSuite class, without importing the suite (and torch with it) for every test: a
+    class can only subclass it once a test module has imported it."""
+    suite = sys.modules.get("pytest_scaling.suite")
+    return cls is not None and suite is not None and issubclass(cls, suite.ScalingSuite)
+
+
 def _is_builtin(item: pytest.Item) -> bool:
     """Whether ``item`` demonstrates a built-in reference family: a builtin ScalingSuite class, or builtin=True."""
-    from pytest_scaling.suite import ScalingSuite
-
     cls = getattr(item, "cls", None)
-    if cls is not None and issubclass(cls, ScalingSuite) and cls.builtin:
+    if _is_suite(cls) and cls.builtin:
         return True
     return any(mark.kwargs.get("builtin") for mark in item.iter_markers("scaling"))
 
@@ -426,14 +436,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             items[:] = [item for item in items if not _is_builtin(item)]
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """With --scaling-plan, a scaling test outside the suite (which plans, ``_plan``) skips: it has no plan to state."""
+    if not item.config.getoption("scaling_plan") or "scaling" not in getattr(item, "fixturenames", ()):
+        return
+    if not _is_suite(getattr(item, "cls", None)):
+        pytest.skip("--scaling-plan: not a suite test, so not planned; not trained")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run a ScalingSuite class on its own family, or on each --scaling-family; with several --scaling-family, run
     any other test that takes ``model_family`` once per family."""
-    from pytest_scaling.suite import ScalingSuite
-
     families = metafunc.config.stash.get(_FAMILIES, [])
     cls = metafunc.cls
-    if cls is not None and issubclass(cls, ScalingSuite) and "scaling_family" in metafunc.fixturenames:
+    if _is_suite(cls) and "scaling_family" in metafunc.fixturenames:
         own = cls.own_family()
         params = [own] if own is not None else families
         if params:
@@ -477,28 +493,74 @@ def model_family(request: pytest.FixtureRequest) -> ModelFamily:
 @pytest.fixture(scope="class")
 def scaling_family(request: pytest.FixtureRequest) -> ModelFamily:
     """The family a ScalingSuite class runs on: its own ``family``, else each --scaling-family, else ``model_family``."""
-    if hasattr(request, "param"):
-        return request.param
-    return request.getfixturevalue("model_family")
+    family = request.param if hasattr(request, "param") else request.getfixturevalue("model_family")
+    if _is_suite(request.cls):
+        _plan(request, family)
+    return family
+
+
+def _set_threads(config: pytest.Config) -> None:
+    """On the CPU, once a session: train with the threads the machine can give (``threads.plan_threads``)."""
+    settings = config.stash[_SETTINGS]
+    if settings.device_type != "cpu" or _THREADS in config.stash:
+        return
+    import torch
+
+    from pytest_scaling.threads import plan_threads
+
+    plan = plan_threads(settings.threads)
+    config.stash[_THREADS] = (plan.describe(), torch.get_num_threads())  # restored when the session ends
+    torch.set_num_threads(plan.threads)
+
+
+def _plan(request: pytest.FixtureRequest, family: ModelFamily) -> None:
+    """Before a suite class trains on ``family``: its plan (``cost.plan_suite``) for the properties selected in the
+    class, printed and kept for the reports; with --scaling-plan the class then skips, having trained nothing."""
+    config = request.config
+    planned = config.stash.setdefault(_PLANS, [])
+    if not any(plan["family"] == family.name and plan["suite"] == request.cls.__qualname__ for plan in planned):
+        names = [item.get_closest_marker("scaling").kwargs["property"] for item in request.session.items
+                 if getattr(item, "cls", None) is request.cls and item.get_closest_marker("scaling") is not None
+                 and getattr(getattr(item, "callspec", None), "params", {}).get("scaling_family", family).name
+                 == family.name]
+        _state_plan(config, request.cls, family, names)
+    if config.getoption("scaling_plan"):
+        pytest.skip("--scaling-plan: planned, not trained")
+
+
+def _state_plan(config: pytest.Config, suite: type, family: ModelFamily, names: list[str]) -> None:
+    """Price ``names`` on ``family`` as ``suite`` runs them, print the plan and keep it for the reports."""
+    import torch
+
+    from pytest_scaling.cost import plan_suite, time_run
+    from pytest_scaling.properties import get
+
+    settings = config.stash[_SETTINGS]
+    _set_threads(config)
+    plan = plan_suite(family, settings.tier, list(range(settings.n_seeds)), [get(name) for name in names],
+                      suite.grids, suite.skip, time_run(torch.device(settings.device_type)))
+    config.stash[_PLANS].append({"suite": suite.__qualname__, **plan.to_dict()})
+    if _SESSION in config.stash:  # the whole run's progress counts against the plans
+        config.stash[_SESSION].tally.planned += plan.runs
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.line("")  # after a test's progress characters, on a line of its own
+            reporter.write_line(plan.table())
 
 
 @pytest.fixture(scope="session")
 def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: torch.device) -> ScalingSession:
     """The session runner: ``sweep(family, ...)``, tier, device, seeds, and ``record(...)``."""
     settings = pytestconfig.stash[_SETTINGS]
-    if scaling_device.type == "cpu":
-        import torch
-
-        from pytest_scaling.threads import plan_threads
-
-        plan = plan_threads(settings.threads)
-        pytestconfig.stash[_THREADS] = (plan.describe(), torch.get_num_threads())  # restored when the session ends
-        torch.set_num_threads(plan.threads)
+    _set_threads(pytestconfig)
     session = ScalingSession(
         tier=scaling_tier,
         device=scaling_device,
         seeds=list(range(settings.n_seeds)),
         cache_dir=settings.cache_dir,
+        share_runs=True,  # under --scaling-no-cache too: a property trains what another has just trained once
         executor=settings.executor,
         diagnose=settings.diagnose,
         bf16=settings.bf16,
@@ -520,7 +582,8 @@ def _report(config: pytest.Config) -> dict[str, Any] | None:
     records = [make_record(record, run.outcomes.get(record.get("test") or "", "inconclusive")) for record in raw]
     precision = "bf16 autocast" if settings.bf16 else "fp32"
     report = make_report(records, environment(settings.tier.name, settings.device_type, config.rootpath, precision,
-                                              threads=config.stash[_THREADS][0] if _THREADS in config.stash else None))
+                                              threads=config.stash[_THREADS][0] if _THREADS in config.stash else None,
+                                              plans=config.stash.get(_PLANS, None)))
     if settings.baseline is not None:
         run.comparison = baselines.compare(report, settings.baseline)
     return report

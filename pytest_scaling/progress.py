@@ -1,4 +1,5 @@
-"""Sweep progress for humans: runs done / total, current width, ETA.
+"""Sweep progress for humans: runs done / total, current width, ETA; and, where the session stated a plan, the whole
+run's runs done against the plan's and its ETA (``RunTally``).
 
 It writes to the real terminal stream (``sys.__stderr__``), so it shows under pytest's output
 capture. On a TTY one line is redrawn in place; elsewhere (CI logs) a plain line is printed at
@@ -10,13 +11,36 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import TextIO
+
+from .report.table import duration
+
+
+@dataclass
+class RunTally:
+    """The whole run's runs against its plans (``cost.plan_suite``): how many the plans count, how many are done
+    (trained or read from the cache), since when."""
+
+    planned: int = 0
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        """"; run 120/292 planned runs, 3m 10s, ETA 4m 20s" (at the pace so far), or "" with no plan."""
+        if not self.planned:
+            return ""
+        elapsed = time.monotonic() - self.started
+        eta = f", ETA {duration(elapsed / self.done * max(self.planned - self.done, 0))}" if self.done else ""
+        return f"; run {self.done}/{self.planned} planned runs, {duration(elapsed)}{eta}"
 
 
 class Progress:
-    def __init__(self, total: int = 0, *, stream: TextIO | None = None, delay: float = 2.0, interval: float = 30.0, enabled: bool = True):
+    def __init__(self, total: int = 0, *, stream: TextIO | None = None, delay: float = 2.0, interval: float = 30.0,
+                 enabled: bool = True, tally: RunTally | None = None):
         self.stream = stream if stream is not None else sys.__stderr__
         self.delay, self.interval, self.enabled = delay, interval, enabled and self.stream is not None
+        self.tally = tally
         self.total, self.done, self.label = total, 0, ""
         self._start = self._last = time.monotonic()
         self._shown = False
@@ -35,10 +59,18 @@ class Progress:
         eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         where = f" width {width}" if width is not None else ""
         eta_text = f", ETA {eta:.0f}s" if eta == eta else ""
-        return f"[pytest-scaling] {self.label}: {self.done}/{self.total} runs{where}, {elapsed:.0f}s{eta_text}"
+        run = self.tally.line() if self.tally is not None else ""
+        return f"[pytest-scaling] {self.label}: {self.done}/{self.total} runs{where}, {elapsed:.0f}s{eta_text}{run}"
+
+    def read_back(self, n: int) -> None:
+        """``n`` runs of the sweep came from the cache: done for the whole run, nothing to draw."""
+        if self.tally is not None:
+            self.tally.done += n
 
     def advance(self, n: int, width: int | None = None) -> None:
         self.done += n
+        if self.tally is not None:
+            self.tally.done += n
         now = time.monotonic()
         if not self.enabled or now - self._start < self.delay:
             return

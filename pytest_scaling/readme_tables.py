@@ -1,6 +1,6 @@
-"""The README's reference-suite table (what each property asserts and when it fails) and its grid table, generated from the property registry and the tiers, so that
-what the README says a property asserts, and at which bound, is what the code asserts (docs/design.md,
-"Architecture").
+"""The README's reference-suite table (what each property asserts and when it fails) and its grid table, generated
+from the property registry, so that what the README says a property asserts, and at which bound, is what the code
+asserts (docs/design.md, "The property model").
 
     python -m pytest_scaling.readme_tables            # rewrite the tables in README.md
     python -m pytest_scaling.readme_tables --check    # exit 1 if README.md differs from the code
@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .properties import SUITE, Property
-from .tiers import TIERS, RelativeLRs, RelativeWidths
+from .grids import RelativeLRs, RelativeWidths
+from .properties import Property, suite_properties
+from .tiers import TIERS
 
 #: The README's generated blocks: each between its begin and end marker lines.
 BLOCKS = ("suite", "grids")
@@ -77,14 +78,10 @@ def grid_summary(grid: Any) -> str:
     return ", ".join(parts) if parts else "no training"
 
 
-def _grid(prop: Property, tier: str) -> Any:
-    return getattr(TIERS[tier], prop.grid)
-
-
 def _fails_when(prop: Property) -> str:
     """The failure condition, once where every tier that asserts the property says the same, else per tier."""
-    by_tier = {tier: prop.fails_when(_grid(prop, tier)) for tier in TIERS
-               if _grid(prop, tier) is not None and prop.fails_when is not None}
+    by_tier = {tier: prop.fails_when(prop.grid_in(tier)) for tier in TIERS
+               if prop.grid_in(tier) is not None and prop.fails_when is not None}
     if len(set(by_tier.values())) <= 1:
         return next(iter(by_tier.values()), "")
     return "; ".join(f"{tier} tier: {text}" for tier, text in by_tier.items())
@@ -93,7 +90,7 @@ def _fails_when(prop: Property) -> str:
 def suite_table() -> str:
     """One row per suite property: what it is asserted on and when it fails, at each tier's bound."""
     rows = ["| property | asserted on | fails when |", "| --- | --- | --- |"]
-    rows += [f"| `{prop.name}` | {_cell(prop.measures)} | {_cell(_fails_when(prop))} |" for prop in SUITE]
+    rows += [f"| `{prop.name}` | {_cell(prop.measures)} | {_cell(_fails_when(prop))} |" for prop in suite_properties()]
     return "\n".join(rows)
 
 
@@ -102,8 +99,8 @@ def grid_table() -> str:
     it (the suite skips it as inconclusive)."""
     tiers = list(TIERS)
     rows = ["| property | " + " | ".join(f"`{t}`" for t in tiers) + " |", "| --- |" + " --- |" * len(tiers)]
-    for prop in SUITE:
-        cells = ["not asserted" if _grid(prop, t) is None else _cell(grid_summary(_grid(prop, t))) for t in tiers]
+    for prop in suite_properties():
+        cells = ["not asserted" if prop.grid_in(t) is None else _cell(grid_summary(prop.grid_in(t))) for t in tiers]
         rows.append(f"| `{prop.name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import pytest
 
+from pytest_scaling.progress import Progress, RunTally
 from pytest_scaling.store import CacheError, ResultCache
 from pytest_scaling.tiers import Tier
 
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
 class ScalingSession:
     """Session-wide state shared by every scaling test: where and how large runs are, and what they recorded.
 
-    ``cache_dir`` None means no run cache; otherwise its file is created by the first sweep. ``diagnose``: a failing
+    ``cache_dir`` None means no run cache that outlives the session: with ``share_runs`` its runs are kept in a private
+    temporary cache, deleted at ``close``, so that properties sharing a sweep (power law and extrapolation) train it
+    once; without, every sweep trains. Otherwise the cache file is created by the first sweep. ``diagnose``: a failing
     suite property is rerun with the fixes it names (``pytest_scaling.diagnosis``). ``bf16``: every sweep trains under
     bf16 autocast (``TrainConfig.bf16``; its runs are cached apart from fp32's).
     """
@@ -37,8 +41,11 @@ class ScalingSession:
     executor: str = "local"
     diagnose: bool = False
     bf16: bool = False
+    share_runs: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
+    tally: RunTally = field(default_factory=RunTally)
     _cache: ResultCache | None = field(default=None, init=False, repr=False)
+    _private_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _brackets: dict[Any, LRBracket] = field(default_factory=dict, init=False, repr=False)
 
     def lr_bracket(self, family: ModelFamily) -> LRBracket:
@@ -55,12 +62,8 @@ class ScalingSession:
         return self._brackets[key]
 
     def first_seeds(self, n: int | None) -> list[int]:
-        """The first ``n`` of the session's seeds (None: all); past its last seed the sequence continues (seeds 0, 1
-        and n = 3 give 0, 1, 2), for a grid whose noise needs more seeds than the tier's other properties."""
-        if n is None or n <= len(self.seeds):
-            return list(self.seeds[:n])
-        start = max(self.seeds) + 1
-        return [*self.seeds, *range(start, start + n - len(self.seeds))]
+        """The first ``n`` of the session's seeds (``first_seeds``)."""
+        return first_seeds(self.seeds, n)
 
     def sweep(
         self,
@@ -83,7 +86,8 @@ class ScalingSession:
 
         if family is None:
             raise TypeError("scaling.sweep() needs the family to sweep, e.g. scaling.sweep(model_family, lrs=...)")
-        options = {"device": self.device, "executor": self.executor, **kwargs, **({"bf16": True} if self.bf16 else {})}
+        options = {"device": self.device, "executor": self.executor, "progress": Progress(tally=self.tally), **kwargs,
+                   **({"bf16": True} if self.bf16 else {})}
         seeds = self.seeds if seeds is None else seeds
         try:
             check_arguments(family, widths=widths, lrs=lrs, seeds=seeds, **options)
@@ -97,12 +101,18 @@ class ScalingSession:
             pytest.fail(str(err), pytrace=False)
 
     def record(self, name: str, /, **values: Any) -> None:
-        """Store a snapshot of JSON-able ``values`` under ``name``, with the running test's node id, for the report.
+        """Store a snapshot of JSON-able ``values`` under ``name``, with the running test's node id, for the report; a
+        record of a known ``property`` without ``worse`` takes its property's.
 
         Anything not JSON-able fails here, at the call.
         """
         if not isinstance(name, str):
             raise TypeError(f"scaling.record(): the name must be a str, got {type(name).__name__}")
+        if values.get("property") is not None and "worse" not in values:
+            from pytest_scaling.properties import PROPERTIES  # a test that records is past plugin load: torch is in
+
+            if values["property"] in PROPERTIES:  # which way is worse: what a baseline judges the value by
+                values["worse"] = PROPERTIES[values["property"]].worse
         try:
             snapshot = json.loads(json.dumps(values))
         except (TypeError, ValueError) as exc:
@@ -110,16 +120,32 @@ class ScalingSession:
         self.records.append({"name": name, "test": _current_test(), "values": snapshot})
 
     def close(self) -> None:
-        """Close the run cache, if a sweep opened it."""
+        """Close the run cache, if a sweep opened it, and delete a private one."""
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        if self._private_dir is not None:
+            self._private_dir.cleanup()
+            self._private_dir = None
 
     def _open_cache(self) -> ResultCache | None:
-        """The run cache in ``cache_dir`` (opened, and created if missing, on first use), or None."""
+        """The run cache in ``cache_dir``, or the session's private one (opened, and created if missing, on first
+        use), or None."""
         if self._cache is None and self.cache_dir is not None:
             self._cache = ResultCache.in_dir(self.cache_dir)
+        elif self._cache is None and self.share_runs:
+            self._private_dir = tempfile.TemporaryDirectory(prefix="pytest-scaling-runs-")
+            self._cache = ResultCache.in_dir(self._private_dir.name)
         return self._cache
+
+
+def first_seeds(seeds: list[int], n: int | None) -> list[int]:
+    """The first ``n`` of ``seeds`` (None: all); past the last the sequence continues (seeds 0, 1 and n = 3 give 0, 1,
+    2), for a grid whose noise needs more seeds than the tier's other properties."""
+    if n is None or n <= len(seeds):
+        return list(seeds[:n])
+    start = max(seeds) + 1
+    return [*seeds, *range(start, start + n - len(seeds))]
 
 
 def _current_test() -> str | None:

@@ -67,7 +67,7 @@ def _stackable(family: ModelFamily, width: int, members: Sequence[tuple[float, i
     return reason is None
 
 
-def _timed(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig,
+def time_steps(family: ModelFamily, width: int, members: Sequence[tuple[float, int]], config: TrainConfig,
            device: torch.device, compiled: bool = False) -> tuple[float, float]:
     """(set-up seconds, median seconds per step) of a short stacked run of ``members``. The first step pays
     first-call costs and is left out of the median; compiled, it is the compilation and counts as set-up."""
@@ -84,7 +84,7 @@ def _compiled_bill(family: ModelFamily, width: int, members: Sequence[tuple[floa
                    device: torch.device, size: int) -> float | None:
     """The predicted bill of stacks of ``size`` with the step compiled; None (with a warning) where it cannot compile."""
     try:
-        setup, per_step = _timed(family, width, members[:size], config, device, compiled=True)
+        setup, per_step = time_steps(family, width, members[:size], config, device, compiled=True)
     except Exception as exc:  # noqa: BLE001 - a model the compiler cannot take trains eagerly
         warnings.warn(StackingFallbackWarning(f"{family.name}: the stacked step does not compile ({type(exc).__name__}: "
                                               f"{str(exc).splitlines()[0] if str(exc) else ''}); training it eagerly"))
@@ -105,7 +105,7 @@ def plan_width(family: ModelFamily, width: int, members: Sequence[tuple[float, i
     predicted: dict[int, float] = {}
     for c in _candidates(k):
         try:
-            setup, per_step = _timed(family, width, members[:c], config, device)
+            setup, per_step = time_steps(family, width, members[:c], config, device)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             break

@@ -1,4 +1,4 @@
-"""Run cache (DESIGN.md §7): results keyed by a hash of each run's complete config, kept in SQLite.
+"""Run cache: results keyed by a hash of each run's complete config, kept in SQLite.
 
 A repeated sweep trains nothing and an interrupted one resumes. Records are JSON text (nothing
 executes on load); the database runs in WAL mode with a busy timeout and writes in transactions,

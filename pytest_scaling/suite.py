@@ -17,14 +17,14 @@ that assert the property.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import pytest
 
-from .properties import SUITE, Property
-
-if TYPE_CHECKING:
-    from .family import ModelFamily
+from .assertions import HINT_PREFIX
+from .diagnosis import diagnose_failure
+from .family import ModelFamily
+from .properties import Property, suite_properties
 
 
 class ScalingSuite:
@@ -44,9 +44,13 @@ class ScalingSuite:
     grids: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Name an unknown property in ``skip`` or ``grids`` at import, not as a silently ignored key."""
+        """Give the class a test for every suite property (those registered after this module loaded too), and name
+        an unknown property in ``skip`` or ``grids`` at import, not as a silently ignored key."""
         super().__init_subclass__(**kwargs)
-        known = {prop.name for prop in SUITE}
+        for prop in suite_properties():
+            if not hasattr(cls, f"test_{prop.name}"):
+                setattr(cls, f"test_{prop.name}", _suite_test(prop))
+        known = {prop.name for prop in suite_properties()}
         for attribute in ("skip", "grids"):
             unknown = sorted(set(getattr(cls, attribute)) - known)
             if unknown:
@@ -56,8 +60,6 @@ class ScalingSuite:
     @classmethod
     def own_family(cls) -> ModelFamily | None:
         """The class's own family (calling a factory), or None when it takes the session's."""
-        from .family import ModelFamily
-
         family = cls.family
         if family is None:
             return None
@@ -77,14 +79,6 @@ def not_applicable(prop: Property, family: ModelFamily) -> str | None:
     return None
 
 
-def not_asserted(prop: Property, tier: Any) -> str | None:
-    """Why ``tier`` does not assert ``prop`` (one line), or None when it does."""
-    if getattr(tier, prop.grid, None) is None:
-        return (f"inconclusive at this budget: the {tier.name} tier does not assert {prop.name} "
-                "(its budget is too small to resolve it); run a larger tier")
-    return None
-
-
 def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[ScalingSuite] = ScalingSuite) -> Any:
     """Run one suite property on ``family`` (with ``suite``'s grid for it, if it gives one); if it does not apply, the
     suite leaves it out, or the tier does not assert it, record why and skip."""
@@ -96,7 +90,7 @@ def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[
         reason = f"not asserted on {family.name}: {suite.skip[prop.name]}"
         prop.record(scaling, family.name, value=None, threshold=None, left_out=True, reason=reason)
         pytest.skip(reason)
-    reason = not_asserted(prop, scaling.tier)  # a family's own grid does not make a too-small tier resolve it
+    reason = prop.not_asserted(scaling.tier)  # a family's own grid does not make a too-small tier resolve it
     grid = suite.grids.get(prop.name)
     if reason is not None:
         prop.record(scaling, family.name, value=None, threshold=None, reason=reason)
@@ -132,7 +126,7 @@ def _with_a_second_seed(scaling: Any, prop: Property, grid: Any) -> Any | None:
     """The grid again on two seeds, where it failed on one and the session has more: one seed measures no noise, and
     a single run at the top of an LR range can diverge on one seed and train on the next (docs/design.md,
     "Calibration"). None where the grid was not capped at one seed."""
-    grid = grid if grid is not None else getattr(scaling.tier, prop.grid, None)
+    grid = grid if grid is not None else prop.grid_in(scaling.tier)
     if getattr(grid, "seeds", None) != 1 or len(scaling.seeds) < 2:
         return None
     return dataclasses.replace(grid, seeds=2)
@@ -151,9 +145,6 @@ def _skip_within_noise(scaling: Any, family: ModelFamily, prop: Property) -> Non
 
 def _with_diagnosis(evidence: str, scaling: Any, family: ModelFamily, prop: Property, suite: type[ScalingSuite]) -> str:
     """The failure's evidence with its untested hint replaced by what a diagnosis measured."""
-    from .assertions import HINT_PREFIX
-    from .diagnosis import diagnose_failure
-
     diagnosis = diagnose_failure(scaling, family, prop, suite.grids.get(prop.name))
     return f"{evidence.split(HINT_PREFIX, 1)[0].rstrip()}\n\n{diagnosis.render()}"
 
@@ -179,5 +170,5 @@ def _suite_test(prop: Property) -> Callable[..., Any]:
     return test
 
 
-for _prop in SUITE:
+for _prop in suite_properties():
     setattr(ScalingSuite, f"test_{_prop.name}", _suite_test(_prop))

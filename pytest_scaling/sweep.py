@@ -36,6 +36,29 @@ RunId = tuple[int, float, int]  # (width, lr, seed)
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
+@dataclass(frozen=True)
+class SweepRequest:
+    """One sweep a check asks for: ``family`` at ``widths`` × ``lrs`` × ``seeds`` under ``config``. The check runs it
+    through its session (``run``); the cost plan (``pytest_scaling.cost``) counts and prices the same request before
+    anything trains."""
+
+    family: ModelFamily
+    widths: tuple[int, ...]
+    lrs: tuple[float, ...]
+    seeds: tuple[int, ...]
+    config: TrainConfig
+    stacking: str = "auto"
+
+    def run(self, scaling: Any) -> SweepResult:
+        """The sweep's result, through ``scaling`` (its cache, device and executor)."""
+        return scaling.sweep(self.family, widths=self.widths, lrs=self.lrs, seeds=self.seeds, config=self.config,
+                             stacking=self.stacking)
+
+    @property
+    def runs(self) -> int:
+        return len(self.widths) * len(self.lrs) * len(self.seeds)
+
+
 @dataclass
 class SweepStats:
     """What a sweep did: runs trained vs read from the cache, chunk size per width, wall time."""
@@ -269,6 +292,7 @@ def sweep(
             todo.setdefault(w, []).append((lr, s))
     progress = progress or Progress(total=0)
     progress.start(total=sum(len(v) for v in todo.values()), label=family.name)
+    progress.read_back(stats.cached)
 
     def finished(width: int, chunk: list[RunResult], chunk_size: int) -> None:
         new = {(width, r.lr, r.seed): r for r in chunk}

@@ -5,7 +5,7 @@ import pytest
 
 from pytest_scaling.assertions import (
     assert_coord_check,
-    assert_extrapolates,
+    assert_extrapolation,
     assert_lr_sensitivity,
     assert_lr_transfer,
     assert_no_logit_divergence,
@@ -140,14 +140,14 @@ def test_alpha_outside_its_range_fails():
 
 def test_good_extrapolation_passes():
     res = extrapolation_check(X, 1.7 + 400 * X**-0.35, holdout=2, bootstrap=20)
-    assert assert_extrapolates(res, require_in_band=True) is res
+    assert assert_extrapolation(res, require_in_band=True) is res
 
 
 def test_bad_extrapolation_fails_with_the_holdout_table():
     y = 1.7 + 400 * X**-0.35
     y[-2:] *= [1.08, 1.15]
     res = extrapolation_check(X, y, holdout=2, bootstrap=20, seed_noise=np.full(8, 0.01))
-    msg = failure(assert_extrapolates, res)
+    msg = failure(assert_extrapolation, res)
     assert "x          observed    predicted    rel. error    95% band        in band    z (σ)" in msg
     assert "1e+09      2.281       1.983        -13.04%" in msg and "no         -29.7" in msg
     assert "a point fails beyond 1.00% and beyond 3σ of its observed loss's seed noise" in msg
@@ -160,16 +160,16 @@ def test_a_miss_must_exceed_both_the_tolerance_and_the_seed_noise_to_fail():
     y[-1] *= 1.02
     within_rtol = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))  # 2% off, z ≈ 20
     assert within_rtol.max_rel_error < 0.05 and within_rtol.flagged[-1]
-    assert assert_extrapolates(within_rtol, rtol=0.05) is within_rtol
+    assert assert_extrapolation(within_rtol, rtol=0.05) is within_rtol
     within_noise = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.05))  # 2% off, z ≈ 0.8
-    assert assert_extrapolates(within_noise, rtol=0.01) is within_noise
+    assert assert_extrapolation(within_noise, rtol=0.01) is within_noise
     both = extrapolation_check(X, y, bootstrap=0, seed_noise=np.full(8, 0.001))
-    msg = failure(assert_extrapolates, both, rtol=0.01)
+    msg = failure(assert_extrapolation, both, rtol=0.01)
     assert "z (σ)" in msg and "band" in msg
     assert both.excess(0.01)[-1] == pytest.approx(min(abs(both.rel_errors[-1]) / 0.01, abs(both.z_scores[-1]) / 3))
     alone = extrapolation_check(X, y, bootstrap=0)  # one seed: no noise, the tolerance alone
     assert alone.excess(0.01)[-1] == pytest.approx(abs(alone.rel_errors[-1]) / 0.01)
-    failure(assert_extrapolates, alone, rtol=0.01)
+    failure(assert_extrapolation, alone, rtol=0.01)
 
 
 # ---- LR sensitivity ---------------------------------------------------------------------------

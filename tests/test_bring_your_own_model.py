@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_scaling.properties import SUITE
+from pytest_scaling.properties import suite_properties
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDE = """
@@ -35,6 +35,6 @@ def test_the_suite_checks_a_users_own_gpt(pytester: pytest.Pytester, how: str) -
         args += ["--scaling-family", "my_models:family"]
     result = pytester.runpytest_subprocess(*args)
     # Every other suite property of the two suite classes in test_suite.py is deselected.
-    result.assert_outcomes(passed=1, deselected=2 * len(SUITE) - 1)
+    result.assert_outcomes(passed=1, deselected=2 * len(suite_properties()) - 1)
     records = json.loads((pytester.path / "report.json").read_text())["records"]
     assert [(r["property"], r["family"], r["status"]) for r in records] == [("coord_check", "my-gpt", "pass")]

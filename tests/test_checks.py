@@ -10,7 +10,7 @@ import pytest
 from conftest import training_session
 from pytest_scaling import checks, families, tasks
 from pytest_scaling.session import ScalingSession
-from pytest_scaling.checks.scaling_law import non_input_parameters
+from pytest_scaling.properties._size_losses import non_input_parameters
 from pytest_scaling.tiers import CoordCheckGrid, PowerLawGrid, TransferGrid
 
 COORD = CoordCheckGrid(widths=(64, 128, 256, 512, 1024), lr=1e-2, steps=3, batch_size=64, max_abs_slope=0.15)
@@ -89,11 +89,11 @@ def test_extrapolation_flags_sp_at_the_lr_tuned_narrow_but_not_mup_tuned_per_wid
         four_seed_session: ScalingSession) -> None:
     fit = checks.power_law(four_seed_session, mlp("mup"), CHEAP_POWER_LAW)
     assert fit.r2 >= 0.98 and fit.alpha > 0
-    assert checks.extrapolates(four_seed_session, mlp("mup"), CHEAP_POWER_LAW).max_rel_error <= 0.01
+    assert checks.extrapolation(four_seed_session, mlp("mup"), CHEAP_POWER_LAW).max_rel_error <= 0.01
     with pytest.raises(AssertionError, match="power law check failed"):
         checks.power_law(four_seed_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
     with pytest.raises(AssertionError, match="extrapolation check failed") as failure:
-        checks.extrapolates(four_seed_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
+        checks.extrapolation(four_seed_session, mlp("sp"), CHEAP_POWER_LAW, lr_policy="tuned_at_smallest")
     assert "is each size's loss its best-LR loss" in str(failure.value)
     records = [r["values"] for r in four_seed_session.records[-4:]]
     assert [r["property"] for r in records] == ["power_law", "extrapolation"] * 2
@@ -116,5 +116,5 @@ def test_an_unknown_lr_policy_is_named(scaling: ScalingSession) -> None:
 def test_too_few_widths_are_named_before_any_training(scaling: ScalingSession) -> None:
     grid = dataclasses.replace(CHEAP_POWER_LAW, widths=(16, 32, 64))
     with pytest.raises(ValueError, match=r"the extrapolation check \(holding out 1\) needs at least 4 distinct widths, got 3"):
-        checks.extrapolates(scaling, mlp("mup"), grid)
+        checks.extrapolation(scaling, mlp("mup"), grid)
     assert scaling.records == []

@@ -16,6 +16,7 @@ from pytest_scaling import checks, families
 from pytest_scaling.family import ModelFamily
 from pytest_scaling.decay import decay_timescales, shrink_per_step
 from pytest_scaling.session import ScalingSession
+from pytest_scaling.properties import PROPERTIES
 from pytest_scaling.tiers import TIERS, DecayGrid
 
 GRID = DecayGrid(widths=(32, 64, 128, 256), lr=1e-2, max_abs_slope=0.5)
@@ -98,4 +99,5 @@ def test_a_family_that_decays_nothing_is_not_applicable(session: ScalingSession)
 
 def test_every_tier_measures_over_a_decade_of_width() -> None:
     for tier in TIERS.values():
-        assert tier.weight_decay is not None and tier.weight_decay.widths.multipliers[-1] >= 8
+        grid = PROPERTIES["weight_decay"].grid_in(tier)
+        assert grid is not None and grid.widths.multipliers[-1] >= 8

@@ -42,22 +42,22 @@ def depth_scaled_gpt(residual_scale: str | None) -> Callable[[int], ModelFamily]
 # Which width shows the growth first varies with the seed (seed 2: width 32 alone).
 def test_depth_sensitivity_holds_under_depth_mup_and_fails_with_plain_residuals(session: ScalingSession) -> None:
     grid = DEPTH
-    clean = checks.depth(session, depth_scaled_gpt("depth-mup"), grid)
+    clean = checks.depth_sensitivity(session, depth_scaled_gpt("depth-mup"), grid)
     assert clean.growth_per_doubling is not None and clean.growth_per_doubling <= 0.008
     assert len(session.records[-1]["values"]["growth_per_doubling"]) == 2  # every width is judged
     with pytest.raises(AssertionError, match="depth check failed") as failure:
-        checks.depth(session, depth_scaled_gpt(None), grid)
+        checks.depth_sensitivity(session, depth_scaled_gpt(None), grid)
     message = str(failure.value)
     assert re.search(r"width (16|32): S grows", message) and "threshold ≤ 0.01" in message
     assert "residual_scale='depth-mup'" in message
     record = session.records[-1]["values"]
-    assert record["property"] == "depth" and record["depths"] == [2, 8] and record["value"] > 0.02
+    assert record["property"] == "depth_sensitivity" and record["depths"] == [2, 8] and record["value"] > 0.02
     assert len(record["sensitivity"]) == 2 and len(record["log2_lr_opt"][-1]) == 2
 
 
 def test_a_tier_without_a_depth_grid_skips(session: ScalingSession) -> None:
-    with pytest.raises(pytest.skip.Exception, match="inconclusive at this budget: the smoke tier does not assert depth "):
-        checks.depth(session, depth_scaled_gpt(None))
+    with pytest.raises(pytest.skip.Exception, match="inconclusive at this budget: the smoke tier does not assert depth_sensitivity "):
+        checks.depth_sensitivity(session, depth_scaled_gpt(None))
 
 
 # DEPTH_COORD (depths 2-16, widths 32/64, 4 steps at 3e-2), seed 0. Measured max |slope| of the residual

@@ -73,13 +73,13 @@ def test_attention_logits_growing_below_their_cap_are_unresolved_not_failed(
         session: ScalingSession, monkeypatch: pytest.MonkeyPatch, attention: list[float], outcome: str) -> None:
     # A correct qk-layernorm GPT with z-loss 1e-4 at the cpu tier's top LR: its max attention logit rose 23 -> 44 over
     # the second half as the norms' gains grew; without qk-layernorm the logits pass the cap within 250 steps.
-    from pytest_scaling.checks.stability import _stability_config
+    from pytest_scaling.properties._stability import stability_config
     from pytest_scaling.sweep import SweepResult
     from pytest_scaling.train import RunResult
 
     grid = StabilityGrid(widths=(32, 64), lrs=(0.1,), steps=250, batch_size=8, warmup=25, probe_every=25,
                          max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0, max_log_z_drift=3.0)
-    steps = [t for t in range(grid.steps) if _stability_config(grid).probes_at(t)]
+    steps = [t for t in range(grid.steps) if stability_config(grid).probes_at(t)]
     family = families.gpt(parametrization="mup", qk_layernorm=True, z_loss=1e-2)
 
     def sweep(family, widths, lrs, seeds, config, stacking):
@@ -88,7 +88,7 @@ def test_attention_logits_growing_below_their_cap_are_unresolved_not_failed(
                                               "output": {"log_z_mean": [4.2] + [1.0] * 10}})
                 for w in widths for lr in lrs for s in seeds}
         return SweepResult(family=family.name, widths=tuple(widths), lrs=tuple(lrs), seeds=tuple(seeds),
-                           config=_stability_config(grid), runs=runs)
+                           config=stability_config(grid), runs=runs)
 
     monkeypatch.setattr(session, "sweep", sweep)
     if outcome == "inconclusive":

@@ -19,6 +19,7 @@ from pytest_scaling.family import ModelFamily
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.store import CACHE_FILE
 from pytest_scaling.sweep import sweep
+from pytest_scaling.properties import PROPERTIES
 from pytest_scaling.tiers import TIERS
 from pytest_scaling.train import TrainConfig, train_run
 from test_plugin import assert_usage_error, inline
@@ -277,7 +278,7 @@ def test_scaling_sweep_fails_the_test_in_one_line_before_opening_the_cache(tmp_p
 
 
 def _checks_given_wrong_arguments() -> list[Any]:
-    family, coord, transfer = fits(), SMOKE.coord_check, TIERS["cpu"].lr_transfer
+    family, coord, transfer = fits(), PROPERTIES["coord_check"].grid_in("smoke"), PROPERTIES["lr_transfer"].grid_in("cpu")
     cases = [
         ("coord_check", lambda s: checks.coord_check(s, family, transfer), "grid must be a *.CoordCheckGrid or None, got TransferGrid"),
         ("coord_check", lambda s: checks.coord_check(s, "gpt"), "family must be a pytest_scaling.ModelFamily, got str"),
@@ -290,12 +291,12 @@ def _checks_given_wrong_arguments() -> list[Any]:
         ("qk_layernorm_lowers_sensitivity", lambda s: checks.qk_layernorm_lowers_sensitivity(s, family, "gpt"),
          "family_without must be a pytest_scaling.ModelFamily, got str"),
         ("power_law", lambda s: checks.power_law(s, family, coord), "grid must be a *.PowerLawGrid *"),
-        ("extrapolates", lambda s: checks.extrapolates(s, family, coord), "grid must be a *.PowerLawGrid *"),
-        ("depth", lambda s: checks.depth(s, 42), "build_family must be a ModelFamily with at_depth, or a function from a "
+        ("extrapolation", lambda s: checks.extrapolation(s, family, coord), "grid must be a *.PowerLawGrid *"),
+        ("depth_sensitivity", lambda s: checks.depth_sensitivity(s, 42), "build_family must be a ModelFamily with at_depth, or a function from a "
          "layer count to a ModelFamily, got int"),
         ("depth_coord_check", lambda s: checks.depth_coord_check(s, lambda n_layers: family, coord),
          "grid must be a *.DepthCoordGrid or None, got CoordCheckGrid"),
-        ("depth_lr_transfer", lambda s: checks.depth_lr_transfer(s, lambda n_layers: "gpt", TIERS["cpu"].depth_transfer),
+        ("depth_lr_transfer", lambda s: checks.depth_lr_transfer(s, lambda n_layers: "gpt", PROPERTIES["depth_lr_transfer"].grid_in("cpu")),
          "build_family(2) must be a pytest_scaling.ModelFamily, got str"),
     ]
     return [pytest.param(call, f"{check}(): {message}", id=f"{check}: {message[:20]}") for check, call, message in cases]

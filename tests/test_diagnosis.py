@@ -13,7 +13,7 @@ import pytest_scaling.sweep
 from examples import zoo
 from pytest_scaling import checks
 from pytest_scaling.diagnosis import AS_WRITTEN, Diagnosis, Trial
-from pytest_scaling.properties import SUITE
+from pytest_scaling.properties import suite_properties
 from pytest_scaling.report.html import render as render_html
 from pytest_scaling.report.markdown import render as render_markdown
 from pytest_scaling.tiers import CoordCheckGrid
@@ -133,7 +133,7 @@ def test_scaling_diagnose_replaces_the_untested_hint_with_what_was_measured(pyte
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--scaling-tier", "smoke", "--scaling-no-cache",
                                           "-rN", "-k", "test_coord_check", "--scaling-diagnose", "--scaling-report",
                                           "r.md")
-    result.assert_outcomes(passed=1, failed=1, deselected=2 * len(SUITE) - 2)
+    result.assert_outcomes(passed=1, failed=1, deselected=2 * len(suite_properties()) - 2)
     out = result.stdout.str()
     assert "coordinate check failed" in out and "untested hint" not in out
     result.stdout.fnmatch_lines(["*diagnosis of coord_check on zoo-gpt (threshold 0.15*",

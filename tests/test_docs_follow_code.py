@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pytest_scaling import readme_tables
-from pytest_scaling.properties import SUITE
-from pytest_scaling.tiers import TIERS, RelativeLRs, RelativeWidths, StabilityGrid
+from pytest_scaling.properties import PROPERTIES, suite_properties
+from pytest_scaling.grids import RelativeLRs, RelativeWidths, StabilityGrid
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,10 +21,10 @@ def test_the_readme_tables_are_generated_from_the_code() -> None:
 
 def test_every_suite_property_has_a_row_with_each_tier_bound_it_asserts() -> None:
     suite, grids = readme_tables.suite_table(), readme_tables.grid_table()
-    for prop in SUITE:
+    for prop in suite_properties():
         assert f"| `{prop.name}` |" in suite and f"| `{prop.name}` |" in grids
         assert prop.measures and prop.fails_when is not None
-    depth_bound = TIERS["cpu"].depth_transfer.max_abs_slope
+    depth_bound = PROPERTIES["depth_lr_transfer"].grid_in("cpu").max_abs_slope
     assert f"slope of its shift on log2 depth\\| > {depth_bound:g}" in suite  # the tier's number, not a copy
 
 
@@ -53,22 +53,21 @@ def test_a_readme_without_its_markers_is_a_one_line_error(tmp_path: Path) -> Non
     ("assert_coord_check", "max_abs_slope", "coord_check", "max_abs_slope"),
     ("assert_depth_coord_check", "max_abs_slope", "depth_coord_check", "max_abs_slope"),
     ("assert_power_law", "min_r2", "power_law", "min_r2"),
-    ("assert_extrapolates", "rtol", "extrapolation", "max_rel_error"),
+    ("assert_extrapolation", "rtol", "extrapolation", "max_rel_error"),
     ("assert_lr_sensitivity", "max_value", "lr_sensitivity", "max_sensitivity"),
     ("assert_wider_is_better", "rtol", "wider_is_better", "wider_rtol"),
     ("assert_adam_epsilon", "max_frac_below_eps", "adam_epsilon", "max_frac_below_eps"),
     ("assert_adam_epsilon", "min_rms_ratio", "adam_epsilon", "min_rms_ratio"),
-    ("assert_decay_timescale", "max_abs_slope", "weight_decay", "max_abs_slope"),
+    ("assert_weight_decay", "max_abs_slope", "weight_decay", "max_abs_slope"),
 ])
 def test_an_assertion_defaults_to_the_cpu_tier_threshold(assertion: str, parameter: str, property_name: str,
                                                          field: str) -> None:
     import inspect
 
     from pytest_scaling import assertions
-    from pytest_scaling.properties import PROPERTIES
 
     default = inspect.signature(getattr(assertions, assertion)).parameters[parameter].default
-    assert default == getattr(getattr(TIERS["cpu"], PROPERTIES[property_name].grid), field)
+    assert default == getattr(PROPERTIES[property_name].grid_in("cpu"), field)
 
 
 def test_the_sample_report_shows_the_reference_suite_as_it_is() -> None:
@@ -89,3 +88,15 @@ def test_the_sample_report_shows_the_reference_suite_as_it_is() -> None:
     assert files, "docs/sample-report.html names no test file"
     missing = sorted(path for path in files if not (root / path).is_file())
     assert not missing, f"docs/sample-report.html shows test files that do not exist: {missing}"
+
+
+def test_the_code_cites_design_sections_that_exist() -> None:
+    import re
+
+    headings = set(re.findall(r"^## (.+)$", (README.parent / "docs" / "design.md").read_text(encoding="utf-8"),
+                              flags=re.MULTILINE))
+    package = README.parent / "pytest_scaling"
+    cited = {" ".join(match.split()) for path in package.rglob("*.py")
+             for match in re.findall(r'docs/design\.md, \\?"([^"\\]+)\\?"', path.read_text(encoding="utf-8"))}
+    assert cited and not cited - headings, f"cited sections missing from docs/design.md: {sorted(cited - headings)}"
+    assert not [path.name for path in package.rglob("*.py") if "DESIGN.md" in path.read_text(encoding="utf-8")]

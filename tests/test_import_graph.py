@@ -107,4 +107,4 @@ def test_the_cycle_finder_finds_a_cycle_through_three_modules() -> None:
 
 def test_the_graph_counts_imports_inside_functions() -> None:
     graph = import_graph()
-    assert "pytest_scaling.suite" in graph["pytest_scaling.checks._arguments"]  # imported inside grid_or_tier
+    assert "pytest_scaling.properties" in graph["pytest_scaling.report.html"]  # imported inside property_figure

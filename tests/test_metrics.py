@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from pytest_scaling.checks.stability import criterion_fraction
+from pytest_scaling.properties.no_logit_divergence import criterion_fraction
 from pytest_scaling.metrics import (
     coord_slopes,
     curve_shift,

@@ -19,8 +19,8 @@ from torch import nn
 from conftest import training_session
 from pytest_scaling import ModelFamily, checks, families, tasks
 from pytest_scaling.assertions import assert_coord_check, assert_depth_coord_check
-from pytest_scaling.checks.depth import _top_norm
-from pytest_scaling.checks.stability import NO_ATTENTION, _logit_trends
+from pytest_scaling.properties.depth_coord_check import _top_norm
+from pytest_scaling.properties.no_logit_divergence import NO_ATTENTION, _logit_trends
 from pytest_scaling.metrics import coord_slopes, seed_geometric_mean
 from pytest_scaling.optim import AdamW
 from pytest_scaling.probes import LOGITS, is_norm, probing, record_attention_logits

@@ -53,7 +53,8 @@ def test_reports_are_written_in_all_three_formats(suite: pytest.Pytester) -> Non
     result.assert_outcomes(passed=2, failed=1)
     report = json.loads((suite.path / "out/r.json").read_text())
     assert report["schema_version"] == SCHEMA_VERSION and report["kind"] == "report"
-    assert set(report["environment"]) == {"tier", "device", "precision", "torch", "threads", "commit"}
+    assert set(report["environment"]) == {"tier", "device", "precision", "torch", "threads", "commit", "plans"}
+    assert report["environment"]["plans"] is None  # no suite test: nothing planned
     assert report["environment"]["tier"] == "cpu" and report["environment"]["device"] == "cpu"
     by_name = {record["name"]: record for record in report["records"]}
     transfer = by_name["lr_transfer[tiny]"]

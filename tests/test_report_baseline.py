@@ -28,9 +28,9 @@ def test_the_noise_floor_is_a_fraction_of_the_threshold(threshold: float | None,
 
 def test_every_property_declares_which_way_is_worse() -> None:
     assert all(entry.worse in ("higher", "higher_abs") for entry in PROPERTIES.values())
-    assert worse_of("coord_check") == "higher" and worse_of("lr_curve_transfer") == "higher_abs"
-    assert worse_of("depth") == "higher"  # signed growth: S falling with depth is not a regression
-    assert worse_of("my_own_metric", "higher") == "higher" and worse_of("my_own_metric") == "higher_abs"
+    assert PROPERTIES["coord_check"].worse == "higher" and PROPERTIES["lr_curve_transfer"].worse == "higher_abs"
+    assert PROPERTIES["depth_sensitivity"].worse == "higher"  # signed growth: S falling with depth is not a regression
+    assert worse_of("higher") == "higher" and worse_of(None) == "higher_abs"  # a record of no property: |x|
 
 
 def record(value: float, noise: float | None = 0.01, threshold: float = 0.15) -> dict:
@@ -92,3 +92,14 @@ def test_compare_fills_z_and_flags_only_passing_records_beyond_the_noise() -> No
     assert compare(failing, baseline).regressed == [] and failing["records"][0]["status"] == "fail"
     same = report(0.025)
     assert compare(same, baseline).regressed == [] and same["records"][0]["status"] == "pass"
+
+
+def test_a_baseline_saved_before_a_property_was_renamed_still_compares() -> None:
+    def report(name: str, value: float) -> dict:
+        raw = {"name": f"{name}[f]", "test": "t", "values": {"property": name, "family": "f", "value": value,
+                                                             "threshold": 0.005, "noise": 1e-4, "worse": "higher"}}
+        return make_report([make_record(raw, "pass")], ENV)
+
+    baseline = make_baseline(report("depth", 0.001))
+    renamed = report("depth_sensitivity", 0.004)
+    assert compare(renamed, baseline).regressed == ["depth_sensitivity[f]"]

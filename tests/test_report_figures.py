@@ -70,8 +70,8 @@ RECORDS: dict[str, dict[str, Any]] = {
         "eps": [1e-8, 1e-8, 1e-8], "sqrt_v_rms": [[[2e-4, 1e-4], [1e-4, 5e-5]], [[3e-5, 2e-5], [1.5e-5, 1e-5]],
                                                 [[1e-3, 8e-4], [5e-4, 4e-4]]],
     },
-    "depth": {
-        "property": "depth", "family": "gpt-L8", "value": 0.015, "threshold": 0.03, "depths": [2, 4, 8],
+    "depth_sensitivity": {
+        "property": "depth_sensitivity", "family": "gpt-L8", "value": 0.015, "threshold": 0.03, "depths": [2, 4, 8],
         "widths": [16, 64], "sensitivity": [[0.06, 0.09, 0.12], [0.04, 0.05, 0.07]],
     },
     "depth_coord_check": {
@@ -98,7 +98,7 @@ RECORDS: dict[str, dict[str, Any]] = {
 
 #: Panels each property's figure draws.
 PANELS = {"power_law": 1, "extrapolation": 1, "lr_sensitivity": 2, "qk_layernorm_lowers_sensitivity": 3,
-          "no_logit_divergence": 2, "adam_epsilon": 1, "depth": 1, "depth_coord_check": 1,
+          "no_logit_divergence": 2, "adam_epsilon": 1, "depth_sensitivity": 1, "depth_coord_check": 1,
           "depth_lr_transfer": 1, "lr_curve_transfer": 1, "weight_decay": 1}
 
 
@@ -119,7 +119,7 @@ def _diverged(prop: str) -> dict[str, Any]:
         values["without_qk_layernorm"]["losses"] = [[3.4, None, None], [None, None, None]]
     if prop == "adam_epsilon":
         values["sqrt_v_rms"][1] = [[None, None], [None, None]]
-    if prop == "depth":
+    if prop == "depth_sensitivity":
         values["sensitivity"][1][-1] = None
     if prop == "depth_coord_check":
         values["sizes"][1][1][-1] = None
@@ -174,7 +174,7 @@ def test_the_page_has_each_figure_and_no_note_that_one_failed() -> None:
 def test_a_record_without_its_data_falls_back_to_the_value_panel(prop: str, monkeypatch: pytest.MonkeyPatch) -> None:
     record = _record({"property": prop, "value": 0.5, "threshold": 0.1, "max_abs": {}, "diverged": []})
     drawn = html.figure(record)
-    monkeypatch.delitem(html.FIGURES, prop)
+    monkeypatch.setattr(html, "property_figure", lambda name: ())
     assert drawn == html.figure(record)
     _image(drawn)
 

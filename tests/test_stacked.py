@@ -144,7 +144,7 @@ def _timings(monkeypatch: pytest.MonkeyPatch, compiled_step: float | Exception) 
             raise compiled_step
         return 5.0, compiled_step
 
-    monkeypatch.setattr(stacking, "_timed", fake)
+    monkeypatch.setattr(stacking, "time_steps", fake)
     return timed
 
 

@@ -11,7 +11,7 @@ import torch
 
 import pytest_scaling.families  # noqa: F401 - in-process runs unload what they import, and numpy's extensions load once
 from pytest_scaling import checks, families
-from pytest_scaling.properties import PROPERTIES, SUITE, Property
+from pytest_scaling.properties import PROPERTIES, Property, suite_properties
 from pytest_scaling.session import ScalingSession
 from pytest_scaling.tiers import TIERS
 
@@ -83,15 +83,15 @@ def test_a_suite_subclass_runs_every_property_or_says_why_not(user_repo: pytest.
     result = inline(user_repo, "-rs", "--scaling-report", "r.json")
     # The smoke tier asserts the coordinate check, Adam's ε and weight decay's timescale; it does not resolve the others
     # (inconclusive), and the family gives no at_depth, so the depth properties do not apply.
-    result.assert_outcomes(passed=3, skipped=len(SUITE) - 3)
+    result.assert_outcomes(passed=3, skipped=len(suite_properties()) - 3)
     result.stdout.fnmatch_lines(["*inconclusive at this budget: the smoke tier does not assert lr_curve_transfer*",
                                  "*not applicable: family 'user-mlp' gives no at_depth*"])
     records = {r["property"]: r for r in json.loads((user_repo.path / "r.json").read_text())["records"]}
-    assert set(records) == {prop.name for prop in SUITE}
+    assert set(records) == {prop.name for prop in suite_properties()}
     assert records["coord_check"]["status"] == "pass" and records["coord_check"]["family"] == "user-mlp"
     assert records["coord_check"]["test"] == "test_scaling.py::TestUserMLP::test_coord_check[user-mlp]"
     assert records["coord_check"]["data"]["lr_bracket"]["anchor"] > 0  # the grid was placed on the family
-    assert {records[name]["status"] for name in ("depth", "depth_coord_check", "depth_lr_transfer")} == {"n/a"}
+    assert {records[name]["status"] for name in ("depth_sensitivity", "depth_coord_check", "depth_lr_transfer")} == {"n/a"}
     assert records["power_law"]["status"] == "inconclusive" and records["power_law"]["value"] is None
 
 
@@ -128,7 +128,7 @@ def test_a_failing_property_reads_as_its_evidence_table(user_repo: pytest.Pytest
     user_repo.makepyfile(test_scaling=textwrap.dedent(USER_SUITE).replace("import family", "import standard as family"))
     # -rN: no short summary, which repeats the whole message where pytest sees a CI environment
     result = inline(user_repo, "-rN", "-k", "test_coord_check")
-    result.assert_outcomes(failed=1, deselected=len(SUITE) - 1)
+    result.assert_outcomes(failed=1, deselected=len(suite_properties()) - 1)
     result.stdout.fnmatch_lines(["*coordinate check failed: the parametrization scales with width*", "*layer*t=0*t=1*",
                                  "*(parametrization): worst slope*FAIL", "*the first to grow: *",
                                  "*untested hint (a question, not a finding*"])
@@ -157,7 +157,7 @@ def test_a_suite_leaves_out_a_property_with_its_reason_and_runs_another_on_its_o
     user_repo.makepyfile(test_scaling=textwrap.dedent(SUITE_WITH_CHOICES))
     result = inline(user_repo, "-rs", "-k", "test_coord_check or adam_epsilon or test_power_law", "--scaling-report",
                     "r.json")
-    result.assert_outcomes(passed=1, skipped=2, deselected=len(SUITE) - 3)
+    result.assert_outcomes(passed=1, skipped=2, deselected=len(suite_properties()) - 3)
     # The family's own power-law grid does not make the smoke tier resolve a power law: still inconclusive there.
     for line in ("not asserted on user-mlp: the user's optimizer is not Adam",
                  "inconclusive at this budget: the smoke tier does not assert power_law"):
@@ -174,14 +174,14 @@ def test_a_suite_naming_no_property_is_an_error_at_import() -> None:
         type("TestTypo", (ScalingSuite,), {"skip": {"lr_sensitivty": "typo"}})
 
 
-@pytest.mark.parametrize("prop", [prop for prop in PROPERTIES.values() if getattr(TIERS["smoke"], prop.grid) is None],
+@pytest.mark.parametrize("prop", [prop for prop in PROPERTIES.values() if prop.grid_in("smoke") is None],
                          ids=lambda prop: prop.name)
 def test_a_check_called_directly_on_a_tier_too_small_for_it_skips_as_inconclusive(prop: Property) -> None:
     """The library checks (as the built-in demonstrations and users' own tests call them) skip, never crash or fail,
     where the tier has no grid for their property: nothing trains."""
     scaling = ScalingSession(tier=TIERS["smoke"], device=torch.device("cpu"), seeds=[0])
     scaling.sweep = lambda *args, **kwargs: pytest.fail(f"{prop.name} trained on a tier that does not assert it")
-    check = getattr(checks, prop.check)
+    check = getattr(checks, prop.name)
     family = families.reference_gpt()
     arguments = (family, families.reference_gpt(qk_layernorm=False)) if prop.name == "qk_layernorm_lowers_sensitivity" \
         else (family,)

@@ -19,7 +19,7 @@ import pytest
 
 from pytest_scaling import families, metrics, stacking, tasks
 from pytest_scaling.family import ModelFamily
-from pytest_scaling.progress import Progress
+from pytest_scaling.progress import Progress, RunTally
 from pytest_scaling.store import CACHE_FILE, ResultCache
 from pytest_scaling.sweep import SweepResult, sweep
 
@@ -79,7 +79,7 @@ def test_auto_trains_a_sweep_no_longer_than_its_probe_one_by_one_untimed(monkeyp
     def timed(*args, **kwargs):
         raise AssertionError("a run no longer than the probe was timed")
 
-    monkeypatch.setattr(stacking, "_timed", timed)
+    monkeypatch.setattr(stacking, "time_steps", timed)
     short = sweep(tiny_family(), stacking="auto", **{**GRID, "steps": stacking.PROBE_STEPS})
     assert short.stats.chunk_size == {16: 1, 32: 1}
     with pytest.raises(AssertionError, match="was timed"):
@@ -283,6 +283,17 @@ def test_progress_prints_plain_lines_off_a_terminal() -> None:
     assert lines[-1].startswith("[pytest-scaling] mlp-d3-mup: 12/12 runs") and lines[-1].endswith(" done")
 
 
+def test_progress_counts_the_whole_run_against_its_plan(tmp_path: Path) -> None:
+    tally = RunTally(planned=2 * TOTAL)
+    for _ in range(2):  # the second sweep reads every run back from the cache: done, at once
+        stream = io.StringIO()
+        sweep(tiny_family(), progress=Progress(stream=stream, delay=0, tally=tally), stacking="none", cache=tmp_path,
+              **GRID)
+    assert tally.done == 2 * TOTAL
+    assert tally.line().startswith(f"; run {2 * TOTAL}/{2 * TOTAL} planned runs, ") and tally.line().endswith("ETA 0 s")
+    assert RunTally().line() == ""  # no plan, nothing said
+
+
 def test_progress_redraws_one_line_on_a_terminal() -> None:
     stream = FakeTerminal()
     sweep(tiny_family(), progress=Progress(stream=stream, delay=0), stacking="none", **GRID)
@@ -315,11 +326,17 @@ def test_scaling_sweep_uses_the_model_family_and_the_session_seeds_and_cache(pyt
     assert (pytester.path / ".scaling" / CACHE_FILE).is_file()
 
 
-def test_scaling_no_cache_trains_every_time(pytester: pytest.Pytester) -> None:
+def test_scaling_no_cache_trains_every_session_afresh_and_shares_runs_within_it(pytester: pytest.Pytester) -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("pytest-scaling-runs-*"))
+    twice = SWEEP_DEFAULTS + "\nagain = scaling.sweep(model_family, lrs=(1e-3, 1e-2), steps=5, batch_size=8)\n" \
+        "print(f'AGAIN={again.stats.trained}')\n"
     for _ in range(2):
-        result = run_sweep_test(pytester, SWEEP_DEFAULTS, "-s", "--scaling-no-cache")
-        result.stdout.fnmatch_lines(["*TRAINED=4"])
+        result = run_sweep_test(pytester, twice, "-s", "--scaling-no-cache")
+        result.stdout.fnmatch_lines(["*TRAINED=4", "*AGAIN=0"])
     assert not (pytester.path / ".scaling").exists()
+    assert set(Path(tempfile.gettempdir()).glob("pytest-scaling-runs-*")) == before  # the private cache is gone
 
 
 def test_scaling_cache_dir_holds_the_cache_file(pytester: pytest.Pytester) -> None:

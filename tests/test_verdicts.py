@@ -10,7 +10,7 @@ from torch import nn
 
 from pytest_scaling import ModelFamily, tasks
 from pytest_scaling.assertions import HINT_PREFIX, assert_coord_check
-from pytest_scaling.checks.mup import _expected_at_init, _first_hidden_update
+from pytest_scaling.properties.coord_check import _expected_at_init, _first_hidden_update
 from pytest_scaling.metrics import coord_slopes, coord_verdict
 from pytest_scaling.model_facts import lr_rule, model_facts, read_model
 
@@ -225,8 +225,8 @@ def test_a_failure_on_one_seed_is_measured_on_two_before_it_stands(
         monkeypatch: pytest.MonkeyPatch, per_seed: dict[int, float], session_seeds: tuple[int, ...], outcome: str) -> None:
     import dataclasses
 
-    from pytest_scaling import checks, families
-    from pytest_scaling.properties import Property
+    from pytest_scaling import families
+    from pytest_scaling.properties import PROPERTIES, Property
     from pytest_scaling.session import ScalingSession
     from pytest_scaling.suite import run_property
     from pytest_scaling.tiers import TIERS
@@ -234,18 +234,16 @@ def test_a_failure_on_one_seed_is_measured_on_two_before_it_stands(
     asked: list[list[int]] = []
 
     def toy_check(scaling: ScalingSession, family: ModelFamily, grid) -> None:
-        seeds = scaling.first_seeds((grid or scaling.tier.stability).seeds)
+        seeds = scaling.first_seeds((grid or toy.grid_in(scaling.tier)).seeds)
         asked.append(seeds)
         values = [per_seed[s] for s in seeds]
         toy.record(scaling, family.name, value=sum(values) / len(values), threshold=0.1, seed_values=values)
         if sum(values) / len(values) > 0.1:
             raise AssertionError("toy check failed")
 
-    monkeypatch.setattr(checks, "toy_check", toy_check, raising=False)
-    toy = Property("toy", "a toy property on the stability grid", "higher", grid="stability", check="toy_check")
-    tier = TIERS["cpu"]
-    session = ScalingSession(tier=dataclasses.replace(tier, stability=dataclasses.replace(tier.stability, seeds=1)),
-                             device=torch.device("cpu"), seeds=list(session_seeds))
+    one_seed = dataclasses.replace(PROPERTIES["lr_sensitivity"].grid_in("cpu"), seeds=1)
+    toy = Property("toy", "a toy property on the stability grid", "higher", check=toy_check, grids={"cpu": one_seed})
+    session = ScalingSession(tier=TIERS["cpu"], device=torch.device("cpu"), seeds=list(session_seeds))
     family = families.mlp()
     if outcome == "inconclusive":
         with pytest.raises(pytest.skip.Exception, match=r"inconclusive: within noise of the threshold: toy 0.165"):

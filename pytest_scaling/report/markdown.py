@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from pytest_scaling.diagnosis import Diagnosis
 from pytest_scaling.report.model import STATUSES
-from pytest_scaling.report.table import grouped
+from pytest_scaling.report.table import duration, grouped
 
 
 def environment_line(env: dict[str, Any]) -> str:
@@ -20,6 +20,13 @@ def environment_line(env: dict[str, Any]) -> str:
     threads = f" · threads `{env['threads']}`" if env.get("threads") else ""
     return (f"tier `{env.get('tier')}` · device `{env.get('device')}`{precision}{threads} · torch `{env.get('torch')}` · "
             f"commit `{commit}`")
+
+
+def plan_lines(env: dict[str, Any]) -> list[str]:
+    """Each suite family's plan as stated before training, one line each: its runs and predicted time against the
+    tier's budget (the per-property table is in the JSON report's ``environment.plans``)."""
+    return [f"plan for {plan['family']} ({plan['suite']}): {plan['runs']} runs, predicted {duration(plan['seconds'])} "
+            f"of the {plan['tier']} tier's {duration(plan['budget_s'])}" for plan in env.get("plans") or ()]
 
 
 def _families(report: dict[str, Any]) -> str:
@@ -42,7 +49,9 @@ def render(report: dict[str, Any]) -> str:
     records, then the diagnosis of each failing property that was diagnosed."""
     counts = Counter(record["status"] for record in report["records"])
     tally = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no records"
-    parts = ["## Scaling report", "", environment_line(report["environment"]), "", f"**{tally}**", ""]
+    plans = plan_lines(report["environment"])
+    parts = ["## Scaling report", "", environment_line(report["environment"]), "", *(f"- {line}" for line in plans),
+             *([""] if plans else []), f"**{tally}**", ""]
     if report["records"]:
         parts += [_families(report), "", grouped(report, "github", heading="### {family}"), ""]
     for record, diagnosis in diagnoses(report):

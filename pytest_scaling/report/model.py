@@ -40,14 +40,14 @@ def git_commit(directory: Path) -> str | None:
 
 
 def environment(tier: str, device: str, directory: Path, precision: str = "fp32",
-                threads: str | None = None) -> dict[str, Any]:
+                threads: str | None = None, plans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Where the numbers came from: tier, device type, precision ("fp32" or "bf16 autocast"), torch version, the
-    CPU threads trained with and why (``threads.ThreadPlan.describe``; null on a GPU) and git commit (null if
-    unknown)."""
+    CPU threads trained with and why (``threads.ThreadPlan.describe``; null on a GPU), git commit (null if unknown),
+    and each suite family's plan as stated before training (``cost.SuiteCost.to_dict``; null without suite tests)."""
     import torch
 
     return {"tier": tier, "device": device, "precision": precision, "torch": torch.__version__, "threads": threads,
-            "commit": git_commit(directory)}
+            "commit": git_commit(directory), "plans": plans}
 
 
 def make_record(raw: dict[str, Any], status: str) -> dict[str, Any]:

@@ -58,3 +58,11 @@ def grouped(report: dict[str, Any], tablefmt: str, heading: str = "family {famil
     parts = [f"{heading.format(family=family, count=len(records))}\n{table(records, tablefmt)}"
              for family, records in by_family(report)]
     return "\n\n".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as 42 s or 3m 20s."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m {rest:02d}s"

@@ -1,27 +1,44 @@
-"""muP's properties: coordinate check, LR transfer across widths (by η* or by the whole loss-vs-LR curve), wider is
-better at a fixed LR."""
+"""Coordinate check (μP, Tensor Programs V): no layer's activation size may grow with width in the first Adam steps.
+
+Two verdicts on one sweep (docs/design.md, "Coordinate check"): the parametrization (init, multipliers, first update)
+and the training dynamics (the later steps, growth that persists through every one of them).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 from .. import metrics
-from ..placement import place
-from ..properties import PROPERTIES
-from ..assertions import verdict_line, assert_coord_check, assert_lr_curve_transfer, assert_lr_transfer, assert_wider_is_better
-from ..family import ModelFamily
-from ..sweep import SweepResult
-from ..tiers import CoordCheckGrid, TransferGrid
-from ..train import RunResult, TrainConfig
 from .._result import jsonable
-from ._arguments import grid_or_tier, require_check_arguments
-from ._records import json_losses
-from ._runs import require_finite_probes
+from ..assertions import assert_coord_check, verdict_line
+from ..family import ModelFamily
+from ..grids import CoordCheckGrid, RelativeLRs, RelativeWidths
 from ..model_facts import read_model
+from ..placement import place
+from ..property import Property
+from ..report import drawing
+from ..sweep import SweepRequest, SweepResult
+from ..train import RunResult, TrainConfig
+from ._arguments import grid_or_tier, require_check_arguments
+from ._fixes import MUP_FIXES
+from ._runs import require_finite_probes
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+#: The cpu tier starts at twice the base width: at the base width of a GPT (d_head 8) one seed's attention output read
+#: a slope of 0.14 on the zoo's clean model; from 64 its seeds read 0.02-0.11 (benchmarks/RESULTS.md, "Calibration").
+GRIDS: dict[str, CoordCheckGrid] = {
+    "smoke": CoordCheckGrid(widths=RelativeWidths((1, 2, 4)), lr=RelativeLRs(0, 0), steps=3, batch_size=16,
+                            max_abs_slope=0.15),
+    "cpu": CoordCheckGrid(widths=RelativeWidths((2, 4, 8, 16)), lr=RelativeLRs(0, 0), steps=3, batch_size=32,
+                          max_abs_slope=0.15, max_seeds=6),
+    "gpu": CoordCheckGrid(widths=RelativeWidths((4, 8, 16, 32, 64)), lr=RelativeLRs(0, 0), steps=5, batch_size=64,
+                          max_abs_slope=0.15),
+}
 
 #: The coordinate check's row for an attention module's logits (q·kᵀ·scale).
 ATTENTION_LOGITS = "{} (attention logits)"
@@ -75,12 +92,23 @@ def _input_modules(family: ModelFamily) -> set[str]:
     return {name.rsplit(".", 1)[0] for name, info in family.roles.params.items() if info.role == "input" and "." in name}
 
 
+def _request(family: ModelFamily, grid: CoordCheckGrid, widths: Any, seeds: list[int]) -> SweepRequest:
+    """One run per width at the grid's (placed) LR, every layer probed at steps 0..steps."""
+    config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
+                         probe_kinds=("activation", "attention"))
+    return SweepRequest(family, tuple(widths), (grid.lr,), tuple(seeds), config)
+
+
+def _sweeps(scaling: Any, family: ModelFamily, grid: CoordCheckGrid) -> list[SweepRequest]:
+    """What the check asks for on the session's seeds (more where a verdict is within noise)."""
+    grid = place(scaling, family, grid)[0]
+    return [_request(family, grid, grid.widths or family.widths, scaling.first_seeds(None))]
+
+
 def _coord_sweep(scaling: Any, family: ModelFamily, grid: CoordCheckGrid, widths: Any,
                  seeds: list[int]) -> tuple[SweepResult, list[str], list[np.ndarray]]:
     """The coordinate check's runs on ``seeds``, their rows, and their sizes [layer, step, width] per seed."""
-    config = TrainConfig(steps=grid.steps + 1, batch_size=grid.batch_size, probe_steps=tuple(range(grid.steps + 1)),
-                         probe_kinds=("activation", "attention"))
-    result = scaling.sweep(family, widths=widths, lrs=(grid.lr,), seeds=seeds, config=config)
+    result = _request(family, grid, widths, seeds).run(scaling)
     require_finite_probes(result.runs.values(), "activation", "coordinate check")
     runs_by_seed = [[result.run(w, grid.lr, seed) for w in result.widths] for seed in result.seeds]
     layers = list(_coordinates(runs_by_seed[0][0]))
@@ -105,8 +133,8 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     width (a zero-initialised readout or query before its first update) has no slope: it is skipped and listed in
     the record's ``zero_cells`` (null slope).
     """
-    require_check_arguments("coord_check", grid, CoordCheckGrid, family=family)
-    grid, placed = place(scaling, family, grid_or_tier(scaling, "coord_check", grid))
+    require_check_arguments(PROPERTY.name, grid, CoordCheckGrid, family=family)
+    grid, placed = place(scaling, family, grid_or_tier(scaling, PROPERTY, grid))
     widths = grid.widths if grid.widths else family.widths
     seeds = scaling.first_seeds(None)
     result, layers, per_seed = _coord_sweep(scaling, family, grid, widths, seeds)
@@ -123,15 +151,14 @@ def coord_check(scaling: Any, family: ModelFamily, grid: CoordCheckGrid | None =
     steps = range(grid.steps + 1)
     reading = read_model(family, result.widths)
     slopes = metrics.coord_slopes(result.widths, metrics.seed_geometric_mean(per_seed), layers=layers, steps=steps)
-    PROPERTIES["coord_check"].record(scaling, family.name, value=max(v.value - v.bound for v in verdicts) + grid.max_abs_slope,
-                                     threshold=grid.max_abs_slope,
-                                     seed_values=[max(v.seed_values[i] - v.bound for v in verdicts) + grid.max_abs_slope
-                                                  for i in range(len(seeds))],
-                                     widths=list(result.widths), seeds=seeds,
-                                     slopes=jsonable(slopes.slopes), layers=layers, zero_cells=jsonable(slopes.zero_cells),
-                                     sizes=jsonable(slopes.sizes), steps=list(steps), verdicts=[_verdict_record(v) for v in verdicts],
-                                     expected_at_init=expected, model=reading,
-                                     lr=grid.lr, recipe=result.recipe, **placed)
+    PROPERTY.record(scaling, family.name, value=max(v.value - v.bound for v in verdicts) + grid.max_abs_slope,
+                    threshold=grid.max_abs_slope,
+                    seed_values=[max(v.seed_values[i] - v.bound for v in verdicts) + grid.max_abs_slope
+                                 for i in range(len(seeds))],
+                    widths=list(result.widths), seeds=seeds, slopes=jsonable(slopes.slopes), layers=layers,
+                    zero_cells=jsonable(slopes.zero_cells), sizes=jsonable(slopes.sizes), steps=list(steps),
+                    verdicts=[_verdict_record(v) for v in verdicts], expected_at_init=expected, model=reading,
+                    lr=grid.lr, recipe=result.recipe, **placed)
     assert_coord_check(slopes, max_abs_slope=grid.max_abs_slope, verdicts=verdicts, expected_at_init=expected,
                        model=reading)
     unresolved = [v for v in verdicts if v.status == "unresolved"]
@@ -167,56 +194,35 @@ def _verdict_record(verdict: metrics.CoordVerdict) -> dict[str, Any]:
             "worst": None if verdict.worst is None else list(verdict.worst), "status": verdict.status}
 
 
-def _transfer_sweep(scaling: Any, family: ModelFamily, grid: TransferGrid | None,
-                    check: str) -> tuple[SweepResult, TransferGrid, dict[str, Any]]:
-    """The sweep of a transfer grid (the tier's for the property ``check`` unless one is given), placed on ``family``:
-    its runs, the placed grid and the placement. Constant-LR Adam; a tier without the grid skips."""
-    require_check_arguments(check, grid, TransferGrid, family=family)
-    grid, placed = place(scaling, family, grid_or_tier(scaling, check, grid))
-    result = scaling.sweep(family, widths=grid.widths or family.widths, lrs=grid.lrs, seeds=scaling.first_seeds(grid.seeds),
-                           config=TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
-    return result, grid, placed
+def _plot_coord_check(axes: Axes, record: dict[str, Any]) -> None:
+    """Per layer, the slope of log activation size on log width at each step, within ± the threshold; a dotted line
+    ends the parametrization verdict's steps (the training dynamics' follow)."""
+    from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
+
+    data = record["data"]
+    colours = colormaps["tab20"]
+    steps = data.get("steps") or list(range(1, len(data["slopes"][0]) + 1))  # records before verdicts began at step 1
+    for i, (layer, slopes) in enumerate(zip(data["layers"], data["slopes"])):
+        axes.plot(steps, slopes, "o-", color=colours(i % 20), label=layer)
+    drawing.threshold_line(axes, record["threshold"])
+    for verdict in data.get("verdicts", [])[:-1]:
+        axes.axvline(verdict["steps"][-1] + 0.5, color="grey", linestyle=":", label=f"end of {verdict['name']}")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(xlabel="step", ylabel="slope of log size on log width", title="coordinate check per layer")
+    axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
-def lr_transfer(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.TransferResult:
-    """The optimal LR must not drift with width (|slope of log2 eta* on log2 width| bounded)."""
-    result, grid, placed = _transfer_sweep(scaling, family, grid, "lr_transfer")
-    transfer = result.lr_transfer()
-    PROPERTIES["lr_transfer"].record(scaling, family.name, value=transfer.slope, ci=transfer.ci,
-                                     threshold=grid.max_abs_slope, seed_values=transfer.seed_slopes.tolist(),
-                                     widths=list(result.widths), lrs=list(result.lrs),
-                                     mean_log2_lr=jsonable(transfer.mean_log2_lr), losses=json_losses(result.loss_table()),
-                                     recipe=result.recipe, **placed)
-    return assert_lr_transfer(transfer, max_abs_slope=grid.max_abs_slope, model=read_model(family, result.widths))
-
-
-def lr_curve_transfer(scaling: Any, family: ModelFamily,
-                      grid: TransferGrid | None = None) -> metrics.CurveShiftResult:
-    """The loss-vs-LR curve must stay put along the LR axis as width grows: LR transfer read off both flanks of the
-    curve (``metrics.curve_shift``) instead of η*, for families whose curves are flat at the top (the GPT at CPU
-    budget: its best three LRs lie within 0.01 nats, so η*'s slope ranged from -0.08 to -0.67 over ten seeds)."""
-    result, grid, placed = _transfer_sweep(scaling, family, grid, "lr_curve_transfer")
-    table = result.loss_table()
-    shift = metrics.lr_curve_shift(result.widths, result.lrs, table, initial_loss=result.initial_losses())
-    PROPERTIES["lr_curve_transfer"].record(scaling, family.name, value=shift.slope, threshold=grid.max_abs_slope,
-                                           seed_values=shift.seed_slopes.tolist(), widths=list(result.widths),
-                                           lrs=list(result.lrs), shift=shift.mean_shift.tolist(), losses=json_losses(table),
-                                           log2_lr_opt=jsonable(result.lr_transfer().mean_log2_lr),
-                                           recipe=result.recipe, **placed)
-    return assert_lr_curve_transfer(shift, max_abs_slope=grid.max_abs_slope, model=read_model(family, result.widths))
-
-
-def wider_is_better(scaling: Any, family: ModelFamily, grid: TransferGrid | None = None) -> metrics.WidthTrend:
-    """At the LR tuned at the narrowest width, the loss must not rise with width (muP's promise)."""
-    result, grid, placed = _transfer_sweep(scaling, family, grid, "wider_is_better")
-    seed_mean = result.loss_table().mean(axis=-1)
-    tuned_lr = result.lrs[int(np.argmin(seed_mean[0]))]
-    trend = metrics.fixed_lr_width_trend(result.widths, result.losses_at_lr(tuned_lr))
-    at_lr = result.loss_table()[:, result.lrs.index(tuned_lr), :]  # [width, seed]
-    seed_values = [metrics.fixed_lr_width_trend(result.widths, at_lr[:, s]).max_rel_increase
-                   for s in range(at_lr.shape[1])]
-    PROPERTIES["wider_is_better"].record(scaling, family.name, value=float(trend.max_rel_increase),
-                                         threshold=grid.wider_rtol, seed_values=seed_values, lr=tuned_lr,
-                                         widths=list(result.widths), losses=result.losses_at_lr(tuned_lr).tolist(),
-                                         recipe=result.recipe, **placed)
-    return assert_wider_is_better(trend, rtol=grid.wider_rtol, model=read_model(family, result.widths))
+PROPERTY = Property(
+    "coord_check", "no layer's activation size grows with width in the first Adam steps", "higher",
+    check=coord_check, grids=GRIDS, sweeps=_sweeps, figure=((_plot_coord_check, ("layers", "slopes")),),
+    interventions=MUP_FIXES, judges_own_noise=True,
+    measures="every parameterised layer's mean |output| (the readout's after any multiplier written after it; the "
+             "logits as their own row when no module makes them) and each attention module's mean |logit|, one run per "
+             "width at the anchor LR, sizes averaged over the seeds; two verdicts, each on its own line "
+             "(docs/design.md, \"Coordinate check\")",
+    fails_when=lambda g: (f"*parametrization* (steps 0 to every layer's first update): a layer grows with width "
+                          f"(log-log slope > {g.max_abs_slope:g}), or at step 0 a layer μP keeps Θ(1) shrinks "
+                          f"(slope < −{g.max_abs_slope:g}); *training dynamics* (the later steps): a layer grows through "
+                          f"every one of them (slope > {g.later_bound:g})"),
+)

@@ -1,9 +1,11 @@
-"""Guards on the runs a probe-based check reads."""
+"""What a check reads from its runs: a guard on their probes, and their losses as a record holds them."""
 
 from __future__ import annotations
 
 import math
 from typing import Iterable
+
+import numpy as np
 
 from ..train import RunResult
 
@@ -26,3 +28,8 @@ def require_finite_probes(runs: Iterable[RunResult], kind: str, check: str) -> N
             raise AssertionError(f"{check} failed: the run at width {run.width}, LR {run.lr:g}, seed {run.seed} diverged "
                                  f"or overflowed at step {step}, so its activations cannot be compared; "
                                  "lower the check's LR or look for the instability")
+
+
+def json_losses(table: np.ndarray) -> list:
+    """A loss table as JSON-able lists, non-finite (diverged) entries as None."""
+    return np.where(np.isfinite(table), table, None).tolist()

@@ -1,0 +1,185 @@
+"""What the suite costs on a family, said before anything trains (docs/design.md, "Cost").
+
+Each property lists the sweeps its check will ask for (``Property.sweeps``), placed through a planning session that
+trains nothing: relative LRs on an anchor of 1 (the LR-range step has not run), widths and seeds as the check will
+place them. A run is one (family, width, LR, seed, training config): the cache key's content, so a run that an
+earlier property asks for costs a later one nothing (cached or not: ``--scaling-no-cache`` shares runs within the
+session). A run's seconds are its set-up plus its steps at the step time measured on this family, width and batch
+size, on this machine, with the session's threads (``time_run``: a few steps of the real training loop, one run
+unstacked). The plan is an uncached session's: runs already in the cache cost nothing when they come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from .family import ModelFamily
+from .grids import LRRangeGrid, log10_grid
+from .property import Property
+from .report.table import duration
+from .session import first_seeds
+from .stacking import time_steps
+from .sweep import SweepRequest
+from .train import TrainConfig
+
+#: (set-up seconds, seconds per step) of one run of ``family`` at ``width`` under ``config``.
+Timer = Callable[[ModelFamily, int, TrainConfig], tuple[float, float]]
+
+
+class PlanningSession:
+    """Stands in for the ``scaling`` session while a property lists its sweeps: LRs placed on an anchor of 1, the
+    session's tier and seeds; it trains nothing."""
+
+    def __init__(self, tier: Any, seeds: Sequence[int]) -> None:
+        self.tier, self.seeds = tier, list(seeds)
+
+    def lr_bracket(self, family: ModelFamily) -> Any:
+        return _UnitAnchor()
+
+    def first_seeds(self, n: int | None) -> list[int]:
+        return first_seeds(self.seeds, n)
+
+
+class _UnitAnchor:
+    anchor = 1.0
+
+    def to_record(self) -> dict[str, Any]:
+        return {"anchor": None}
+
+
+@dataclass(frozen=True)
+class PropertyCost:
+    """One property's share of the plan: what it sweeps, how many runs it asks for, how many of them no earlier
+    property asked for, and their predicted seconds; ``note``: why it trains nothing (not asserted, not applicable)."""
+
+    name: str
+    widths: tuple[int, ...] = ()
+    lrs: int = 0
+    seeds: int = 0
+    steps: tuple[int, ...] = ()
+    runs: int = 0
+    new_runs: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteCost:
+    """The plan of one family in one tier: the LR-range step and each property, against the tier's budget."""
+
+    family: str
+    tier: str
+    budget_s: float
+    properties: tuple[PropertyCost, ...]
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.properties)
+
+    @property
+    def runs(self) -> int:
+        return sum(p.new_runs for p in self.properties)
+
+    def table(self) -> str:
+        """The plan as a terminal table, its total against the budget on the last line."""
+        rows = [[p.name, _span(p.widths), p.lrs or "", p.seeds or "", _span(p.steps), p.runs or "", p.new_runs or "",
+                 duration(p.seconds) if p.runs else p.note] for p in self.properties]
+        head = ["property", "widths", "LRs", "seeds", "steps", "runs", "new", "predicted"]
+        verdict = "within" if self.seconds <= self.budget_s else "OVER"
+        return (f"plan for {self.family} ({self.tier} tier; an uncached session on this machine):\n"
+                f"{tabulate(rows, head, tablefmt='simple')}\n"
+                f"total {self.runs} runs, {duration(self.seconds)}: {verdict} the tier's budget of "
+                f"{duration(self.budget_s)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "tier": self.tier, "budget_s": self.budget_s, "seconds": self.seconds,
+                "runs": self.runs, "properties": [dataclasses.asdict(p) for p in self.properties]}
+
+
+def _span(values: Iterable[int]) -> str:
+    values = sorted(set(values))
+    if not values:
+        return ""
+    return str(values[0]) if len(values) == 1 else f"{values[0]}..{values[-1]}"
+
+
+def time_run(device: torch.device) -> Timer:
+    """A timer that measures one run of a family at a width under a config (``stacking.time_steps``: a few steps of
+    the training loop), once per family, width and batch size."""
+    measured: dict[tuple[str, int, int], tuple[float, float]] = {}
+
+    def timer(family: ModelFamily, width: int, config: TrainConfig) -> tuple[float, float]:
+        key = (family.name, width, config.batch_size)
+        if key not in measured:
+            if not measured:  # the process's first run pays torch's one-time start-up (1.3 s here), no run after it
+                time_steps(family, width, [(1e-3, 0)], config, device)
+            measured[key] = time_steps(family, width, [(1e-3, 0)], config, device)
+        return measured[key]
+
+    return timer
+
+
+def lr_range_request(family: ModelFamily, grid: LRRangeGrid) -> SweepRequest:
+    """The LR-range step's runs when its coarse scan needs no widening: one LR a decade, then ``per_decade`` a decade
+    within a decade of the best (taken in the middle of the scan), at the base width on the first seed."""
+    coarse = log10_grid(grid.lo, grid.hi, 1)
+    centre = round((grid.lo + grid.hi) / 2)
+    fine = log10_grid(centre - 1, centre + 1, grid.per_decade)
+    return SweepRequest(family, (family.base_width,), tuple(sorted(set(coarse) | set(fine))), (0,),
+                        TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
+
+
+def plan_suite(family: ModelFamily, tier: Any, seeds: Sequence[int], properties: Sequence[Property],
+               grids: dict[str, Any], skip: dict[str, str], timer: Timer) -> SuiteCost:
+    """The plan of ``properties`` on ``family`` in ``tier``: ``grids`` replaces a property's tier grid and ``skip``
+    leaves one out (a ``ScalingSuite``'s own), as the suite runs them."""
+    session = PlanningSession(tier, seeds)
+    seen: set[tuple[Any, ...]] = set()
+    costs = [_price("LR-range step", [lr_range_request(family, tier.lr_range)], seen, timer)]
+    for prop in properties:
+        note = _not_run(prop, family, tier, skip)
+        if note is not None:
+            costs.append(PropertyCost(prop.name, note=note))
+            continue
+        grid = grids.get(prop.name) or prop.grid_in(tier)
+        requests = prop.sweeps(session, family, grid) if prop.sweeps is not None else []
+        costs.append(_price(prop.name, requests, seen, timer) if requests else
+                     PropertyCost(prop.name, note="trains nothing"))
+    return SuiteCost(family.name, tier.name, tier.budget_s, tuple(costs))
+
+
+def _not_run(prop: Property, family: ModelFamily, tier: Any, skip: dict[str, str]) -> str | None:
+    if prop.name in skip:
+        return "left out"
+    if prop.needs_depth and family.at_depth is None:
+        return "not applicable"
+    if prop.grid_in(tier) is None:
+        return "not asserted"
+    return None
+
+
+def _price(name: str, requests: list[SweepRequest], seen: set[tuple[Any, ...]], timer: Timer) -> PropertyCost:
+    """The cost of ``requests``: every run counted, only those not in ``seen`` (added to it) priced."""
+    runs, new, seconds = 0, 0, 0.0
+    for request in requests:
+        for width in request.widths:
+            setup, per_step = timer(request.family, width, request.config)
+            for lr in request.lrs:
+                for seed in request.seeds:
+                    runs += 1
+                    key = (request.family.name, width, lr, seed, repr(request.config))
+                    if key not in seen:
+                        seen.add(key)
+                        new += 1
+                        seconds += setup + request.config.steps * per_step
+    return PropertyCost(name, widths=tuple(sorted({w for r in requests for w in r.widths})),
+                        lrs=max(len(r.lrs) for r in requests), seeds=max(len(r.seeds) for r in requests),
+                        steps=tuple(sorted({r.config.steps for r in requests})), runs=runs, new_runs=new,
+                        seconds=seconds)
+
