@@ -11,7 +11,7 @@ property, its diagnosis: the value as written, each intervention's value and ver
 
     python benchmarks/zoo.py                      # cpu tier, the session's default seeds
     python benchmarks/zoo.py --seeds 2 --only no_qk_layernorm no_z_loss
-    python benchmarks/zoo.py --diagnose --only no_z_loss --properties no_logit_divergence depth
+    python benchmarks/zoo.py --diagnose --only no_z_loss --properties no_logit_divergence depth_sensitivity
 """
 
 from __future__ import annotations

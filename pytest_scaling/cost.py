@@ -21,15 +21,19 @@ from tabulate import tabulate
 
 from .family import ModelFamily
 from .grids import LRRangeGrid, log10_grid
+from .members import unstackable_reason
 from .property import Property
 from .report.table import duration
 from .session import first_seeds
-from .stacking import time_steps
+from .stacking import PROBE_STEPS, time_steps
 from .sweep import SweepRequest
 from .train import TrainConfig
 
-#: (set-up seconds, seconds per step) of one run of ``family`` at ``width`` under ``config``.
-Timer = Callable[[ModelFamily, int, TrainConfig], tuple[float, float]]
+#: The predicted seconds of ``runs`` runs of ``family`` at ``width`` under ``config``, trained as a sweep trains them
+#: (``stacking``: the request's).
+Timer = Callable[[ModelFamily, int, TrainConfig, int, str], float]
+#: The largest stack the plan times: a sweep may stack more, which the plan then slightly overprices.
+STACK_PROBE = 16
 
 
 class PlanningSession:
@@ -56,7 +60,8 @@ class _UnitAnchor:
 @dataclass(frozen=True)
 class PropertyCost:
     """One property's share of the plan: what it sweeps, how many runs it asks for, how many of them no earlier
-    property asked for, and their predicted seconds; ``note``: why it trains nothing (not asserted, not applicable)."""
+    property asked for, and their predicted seconds; ``note``: why it trains nothing (not asserted, not applicable);
+    ``over_budget``: held to the budget, it does not fit after the properties before it and does not run."""
 
     name: str
     widths: tuple[int, ...] = ()
@@ -67,39 +72,56 @@ class PropertyCost:
     new_runs: int = 0
     seconds: float = 0.0
     note: str = ""
+    over_budget: bool = False
 
 
 @dataclass(frozen=True)
 class SuiteCost:
-    """The plan of one family in one tier: the LR-range step and each property, against the tier's budget."""
+    """The plan of one family in one tier: the LR-range step and each property, against the budget (the tier's, or
+    ``--scaling-budget``'s, which ``held`` it: what does not fit does not run)."""
 
     family: str
     tier: str
     budget_s: float
     properties: tuple[PropertyCost, ...]
+    held: bool = False
 
     @property
     def seconds(self) -> float:
-        return sum(p.seconds for p in self.properties)
+        return sum(p.seconds for p in self.properties if not p.over_budget)
 
     @property
     def runs(self) -> int:
-        return sum(p.new_runs for p in self.properties)
+        return sum(p.new_runs for p in self.properties if not p.over_budget)
+
+    def over_budget(self) -> dict[str, str]:
+        """Each property left out to hold the budget, with its one-line reason."""
+        spent = 0.0
+        reasons = {}
+        for cost in self.properties:
+            if cost.over_budget:
+                reasons[cost.name] = (f"inconclusive at this budget: {cost.name}'s runs are predicted at "
+                                      f"{duration(cost.seconds)} after {duration(spent)} for what runs before it, over "
+                                      f"the {duration(self.budget_s)} budget (--scaling-budget); a larger one runs it")
+            else:
+                spent += cost.seconds
+        return reasons
 
     def table(self) -> str:
         """The plan as a terminal table, its total against the budget on the last line."""
         rows = [[p.name, _span(p.widths), p.lrs or "", p.seeds or "", _span(p.steps), p.runs or "", p.new_runs or "",
-                 duration(p.seconds) if p.runs else p.note] for p in self.properties]
+                 f"over budget ({duration(p.seconds)})" if p.over_budget else duration(p.seconds) if p.runs else p.note]
+                for p in self.properties]
         head = ["property", "widths", "LRs", "seeds", "steps", "runs", "new", "predicted"]
         verdict = "within" if self.seconds <= self.budget_s else "OVER"
+        budget = "--scaling-budget" if self.held else "the tier's budget"
         return (f"plan for {self.family} ({self.tier} tier; an uncached session on this machine):\n"
                 f"{tabulate(rows, head, tablefmt='simple')}\n"
-                f"total {self.runs} runs, {duration(self.seconds)}: {verdict} the tier's budget of "
-                f"{duration(self.budget_s)}")
+                f"total {self.runs} runs, {duration(self.seconds)}: {verdict} {budget} of {duration(self.budget_s)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "tier": self.tier, "budget_s": self.budget_s, "seconds": self.seconds,
-                "runs": self.runs, "properties": [dataclasses.asdict(p) for p in self.properties]}
+        return {"family": self.family, "tier": self.tier, "budget_s": self.budget_s, "held": self.held,
+                "seconds": self.seconds, "runs": self.runs, "properties": [dataclasses.asdict(p) for p in self.properties]}
 
 
 def _span(values: Iterable[int]) -> str:
@@ -110,17 +132,32 @@ def _span(values: Iterable[int]) -> str:
 
 
 def time_run(device: torch.device) -> Timer:
-    """A timer that measures one run of a family at a width under a config (``stacking.time_steps``: a few steps of
-    the training loop), once per family, width and batch size."""
-    measured: dict[tuple[str, int, int], tuple[float, float]] = {}
+    """A timer that prices runs as a sweep trains them (``stacking.plan_width``'s bill over two candidates): one by
+    one, or stacked ``min(runs, STACK_PROBE)`` at a time where the family stacks and the runs are longer than the
+    planner's probe; each candidate measured once per family, width, batch size and stack size (``time_steps``: a
+    few steps of the real training loop)."""
+    measured: dict[tuple[str, int, int, int], tuple[float, float]] = {}
 
-    def timer(family: ModelFamily, width: int, config: TrainConfig) -> tuple[float, float]:
-        key = (family.name, width, config.batch_size)
+    def timed(family: ModelFamily, width: int, config: TrainConfig, size: int) -> tuple[float, float]:
+        key = (family.name, width, config.batch_size, size)
         if key not in measured:
+            members = [(1e-3, seed) for seed in range(size)]
             if not measured:  # the process's first run pays torch's one-time start-up (1.3 s here), no run after it
-                time_steps(family, width, [(1e-3, 0)], config, device)
-            measured[key] = time_steps(family, width, [(1e-3, 0)], config, device)
+                time_steps(family, width, members[:1], config, device)
+            measured[key] = time_steps(family, width, members, config, device)
         return measured[key]
+
+    def timer(family: ModelFamily, width: int, config: TrainConfig, runs: int, stacking: str) -> float:
+        sizes = [1]
+        stack = min(runs, STACK_PROBE)
+        if stacking != "none" and stack > 1 and config.steps > PROBE_STEPS and \
+                unstackable_reason(family, width, [1e-3] * stack, list(range(stack))) is None:
+            sizes.append(stack)
+        bills = []
+        for size in sizes:
+            setup, per_step = timed(family, width, config, size)
+            bills.append(-(-runs // size) * (setup + config.steps * per_step))
+        return min(bills)
 
     return timer
 
@@ -136,12 +173,15 @@ def lr_range_request(family: ModelFamily, grid: LRRangeGrid) -> SweepRequest:
 
 
 def plan_suite(family: ModelFamily, tier: Any, seeds: Sequence[int], properties: Sequence[Property],
-               grids: dict[str, Any], skip: dict[str, str], timer: Timer) -> SuiteCost:
+               grids: dict[str, Any], skip: dict[str, str], timer: Timer, budget_s: float | None = None) -> SuiteCost:
     """The plan of ``properties`` on ``family`` in ``tier``: ``grids`` replaces a property's tier grid and ``skip``
-    leaves one out (a ``ScalingSuite``'s own), as the suite runs them."""
+    leaves one out (a ``ScalingSuite``'s own), as the suite runs them. ``budget_s`` holds the plan to a budget: in
+    the suite's order, a property whose new runs do not fit after those before it is marked ``over_budget`` and its
+    runs are not counted as trained (a later property that shares them pays for them)."""
     session = PlanningSession(tier, seeds)
     seen: set[tuple[Any, ...]] = set()
     costs = [_price("LR-range step", [lr_range_request(family, tier.lr_range)], seen, timer)]
+    spent = costs[0].seconds
     for prop in properties:
         note = _not_run(prop, family, tier, skip)
         if note is not None:
@@ -149,9 +189,19 @@ def plan_suite(family: ModelFamily, tier: Any, seeds: Sequence[int], properties:
             continue
         grid = grids.get(prop.name) or prop.grid_in(tier)
         requests = prop.sweeps(session, family, grid) if prop.sweeps is not None else []
-        costs.append(_price(prop.name, requests, seen, timer) if requests else
-                     PropertyCost(prop.name, note="trains nothing"))
-    return SuiteCost(family.name, tier.name, tier.budget_s, tuple(costs))
+        if not requests:
+            costs.append(PropertyCost(prop.name, note="trains nothing"))
+            continue
+        trained_before = set(seen)
+        cost = _price(prop.name, requests, seen, timer)
+        if budget_s is not None and cost.seconds > 0 and spent + cost.seconds > budget_s:
+            seen.intersection_update(trained_before)  # its runs will not train
+            cost = dataclasses.replace(cost, over_budget=True)
+        else:
+            spent += cost.seconds
+        costs.append(cost)
+    return SuiteCost(family.name, tier.name, tier.budget_s if budget_s is None else budget_s, tuple(costs),
+                     held=budget_s is not None)
 
 
 def _not_run(prop: Property, family: ModelFamily, tier: Any, skip: dict[str, str]) -> str | None:
@@ -169,15 +219,13 @@ def _price(name: str, requests: list[SweepRequest], seen: set[tuple[Any, ...]], 
     runs, new, seconds = 0, 0, 0.0
     for request in requests:
         for width in request.widths:
-            setup, per_step = timer(request.family, width, request.config)
-            for lr in request.lrs:
-                for seed in request.seeds:
-                    runs += 1
-                    key = (request.family.name, width, lr, seed, repr(request.config))
-                    if key not in seen:
-                        seen.add(key)
-                        new += 1
-                        seconds += setup + request.config.steps * per_step
+            keys = [(request.family.name, width, lr, seed, repr(request.config)) for lr in request.lrs
+                    for seed in request.seeds]
+            fresh = [key for key in dict.fromkeys(keys) if key not in seen]
+            seen.update(fresh)
+            runs, new = runs + len(keys), new + len(fresh)
+            if fresh:  # a sweep trains only the runs it cannot read back, stacked among themselves
+                seconds += timer(request.family, width, request.config, len(fresh), request.stacking)
     return PropertyCost(name, widths=tuple(sorted({w for r in requests for w in r.widths})),
                         lrs=max(len(r.lrs) for r in requests), seeds=max(len(r.seeds) for r in requests),
                         steps=tuple(sorted({r.config.steps for r in requests})), runs=runs, new_runs=new,

@@ -63,6 +63,9 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--scaling-save-baseline", "save this run's metrics as a baseline JSON", metavar="PATH"),
     _Option("--scaling-cache", f"directory of the run cache (default: {DEFAULT_CACHE_DIR}/ under the rootdir)",
             ini="string", metavar="DIR"),
+    _Option("--scaling-budget", "hold each suite family to this many seconds: in the suite's order, a property whose "
+            "predicted runs do not fit after those before it skips as inconclusive at this budget (default: the "
+            "tier's budget is stated in the plan, not held)", ini="string", metavar="SECONDS"),
     _Option("--scaling-plan", "print each suite family's plan (runs and predicted seconds per property, against the "
             "tier's budget) and exit without training", action="store_true"),
     _Option("--scaling-no-cache", "train every run afresh, reading and writing no cache on disk (within the session "
@@ -109,6 +112,7 @@ class _Settings:
     baseline: dict[str, Any] | None = None
     save_baseline: Path | None = None
     threads: int | None = None
+    budget: int | None = None
 
 
 @dataclass(eq=False)
@@ -306,6 +310,7 @@ def pytest_configure(config: pytest.Config) -> None:
         tier, _device_type(config, tier), n_seeds, family_specs, _cache_dir(config), executor,
         diagnose=_switch(config, "scaling_diagnose"), bf16=_switch(config, "scaling_bf16"), reports=_report_paths(config),
         baseline=_baseline(config), save_baseline=save_baseline, threads=_positive_int(config, "scaling_threads"),
+        budget=_positive_int(config, "scaling_budget"),
     )
     config.stash[_RUN] = run = _Run()
     config.pluginmanager.register(run, "scaling-run")
@@ -499,6 +504,31 @@ def scaling_family(request: pytest.FixtureRequest) -> ModelFamily:
     return family
 
 
+def _past_capture(config: pytest.Config) -> contextlib.AbstractContextManager[Any]:
+    """pytest's output capture suspended: under fd capture (the default) what a test's set-up or call writes lands
+    in its captured output, shown only if it fails."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    return capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+
+
+class _Uncaptured:
+    """The terminal's stderr past pytest's output capture, for the progress line."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    def write(self, text: str) -> None:
+        with _past_capture(self._config):
+            sys.__stderr__.write(text)
+            sys.__stderr__.flush()
+
+    def flush(self) -> None:
+        """Every write is flushed already."""
+
+    def isatty(self) -> bool:
+        return sys.__stderr__.isatty()
+
+
 def _set_threads(config: pytest.Config) -> None:
     """On the CPU, once a session: train with the threads the machine can give (``threads.plan_threads``)."""
     settings = config.stash[_SETTINGS]
@@ -538,14 +568,14 @@ def _state_plan(config: pytest.Config, suite: type, family: ModelFamily, names: 
     settings = config.stash[_SETTINGS]
     _set_threads(config)
     plan = plan_suite(family, settings.tier, list(range(settings.n_seeds)), [get(name) for name in names],
-                      suite.grids, suite.skip, time_run(torch.device(settings.device_type)))
+                      suite.grids, suite.skip, time_run(torch.device(settings.device_type)), settings.budget)
     config.stash[_PLANS].append({"suite": suite.__qualname__, **plan.to_dict()})
-    if _SESSION in config.stash:  # the whole run's progress counts against the plans
-        config.stash[_SESSION].tally.planned += plan.runs
+    session = config.stash[_SESSION]
+    session.tally.planned += plan.runs  # the whole run's progress counts against the plans
+    session.over_budget.update({(family.name, name): reason for name, reason in plan.over_budget().items()})
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        with _past_capture(config):
             reporter.line("")  # after a test's progress characters, on a line of its own
             reporter.write_line(plan.table())
 
@@ -561,6 +591,7 @@ def scaling(pytestconfig: pytest.Config, scaling_tier: Tier, scaling_device: tor
         seeds=list(range(settings.n_seeds)),
         cache_dir=settings.cache_dir,
         share_runs=True,  # under --scaling-no-cache too: a property trains what another has just trained once
+        progress_stream=_Uncaptured(pytestconfig),
         executor=settings.executor,
         diagnose=settings.diagnose,
         bf16=settings.bf16,

@@ -1,8 +1,8 @@
 """Sweep progress for humans: runs done / total, current width, ETA; and, where the session stated a plan, the whole
 run's runs done against the plan's and its ETA (``RunTally``).
 
-It writes to the real terminal stream (``sys.__stderr__``), so it shows under pytest's output
-capture. On a TTY one line is redrawn in place; elsewhere (CI logs) a plain line is printed at
+It writes to the stream it is given, by default the process's stderr (``sys.__stderr__``); the plugin gives one that
+writes past pytest's output capture. On a TTY one line is redrawn in place; elsewhere (CI logs) a plain line is printed at
 most every ``interval`` seconds and at the end, with no control characters. Nothing is shown
 for sweeps that finish within ``delay`` seconds.
 """

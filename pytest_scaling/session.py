@@ -7,7 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 import pytest
 
@@ -31,7 +31,9 @@ class ScalingSession:
     temporary cache, deleted at ``close``, so that properties sharing a sweep (power law and extrapolation) train it
     once; without, every sweep trains. Otherwise the cache file is created by the first sweep. ``diagnose``: a failing
     suite property is rerun with the fixes it names (``pytest_scaling.diagnosis``). ``bf16``: every sweep trains under
-    bf16 autocast (``TrainConfig.bf16``; its runs are cached apart from fp32's).
+    bf16 autocast (``TrainConfig.bf16``; its runs are cached apart from fp32's). ``tally``: the run's runs against
+    the plans stated before training, shown on ``progress_stream`` (None: the process's stderr); ``over_budget``: (family, property) -> why the suite leaves it out to hold
+    ``--scaling-budget``.
     """
 
     tier: Tier
@@ -44,6 +46,8 @@ class ScalingSession:
     share_runs: bool = False
     records: list[dict[str, Any]] = field(default_factory=list)
     tally: RunTally = field(default_factory=RunTally)
+    progress_stream: TextIO | None = None
+    over_budget: dict[tuple[str, str], str] = field(default_factory=dict)
     _cache: ResultCache | None = field(default=None, init=False, repr=False)
     _private_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _brackets: dict[Any, LRBracket] = field(default_factory=dict, init=False, repr=False)
@@ -86,7 +90,7 @@ class ScalingSession:
 
         if family is None:
             raise TypeError("scaling.sweep() needs the family to sweep, e.g. scaling.sweep(model_family, lrs=...)")
-        options = {"device": self.device, "executor": self.executor, "progress": Progress(tally=self.tally), **kwargs,
+        options = {"device": self.device, "executor": self.executor, "progress": Progress(stream=self.progress_stream, tally=self.tally), **kwargs,
                    **({"bf16": True} if self.bf16 else {})}
         seeds = self.seeds if seeds is None else seeds
         try:

@@ -91,6 +91,7 @@ def run_property(scaling: Any, family: ModelFamily, prop: Property, suite: type[
         prop.record(scaling, family.name, value=None, threshold=None, left_out=True, reason=reason)
         pytest.skip(reason)
     reason = prop.not_asserted(scaling.tier)  # a family's own grid does not make a too-small tier resolve it
+    reason = reason or scaling.over_budget.get((family.name, prop.name))  # held to --scaling-budget
     grid = suite.grids.get(prop.name)
     if reason is not None:
         prop.record(scaling, family.name, value=None, threshold=None, reason=reason)

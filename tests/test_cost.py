@@ -21,9 +21,9 @@ pytest_plugins = ["pytester"]
 SETUP_S, STEP_S = 0.5, 0.01
 
 
-def fixed_timer(family, width, config) -> tuple[float, float]:
+def fixed_timer(family, width, config, runs, stacking) -> float:
     """Every run costs SETUP_S plus STEP_S a step: the plan's arithmetic, without timing anything."""
-    return SETUP_S, STEP_S
+    return runs * (SETUP_S + config.steps * STEP_S)
 
 
 def cpu_plan(**kwargs) -> SuiteCost:
@@ -124,3 +124,45 @@ def test_plan_prints_each_suite_familys_plan_and_trains_nothing(pytester: pytest
     plans = json.loads((pytester.path / "r.json").read_text())["environment"]["plans"]
     assert [plan["family"] for plan in plans] == ["mlp-d3-mup"] and plans[0]["suite"] == "TestMLP"
     assert plans[0]["runs"] > 0 and math.isfinite(plans[0]["seconds"])
+
+
+def test_held_to_a_budget_what_does_not_fit_is_left_out_and_its_shared_runs_are_paid_by_the_next() -> None:
+    family = families.reference_gpt()
+    free = by_name(plan_suite(family, TIERS["cpu"], [0, 1], suite_properties(), {}, {}, fixed_timer))
+    room = free["LR-range step"].seconds + free["coord_check"].seconds + free["lr_curve_transfer"].seconds + 1.0
+    plan = plan_suite(family, TIERS["cpu"], [0, 1], suite_properties(), {}, {}, fixed_timer, budget_s=room)
+    held = by_name(plan)
+    assert not held["coord_check"].over_budget and not held["wider_is_better"].over_budget
+    assert held["power_law"].over_budget
+    # the power law's runs did not train, so extrapolation pays for them, and does not fit either
+    assert held["extrapolation"].over_budget and held["extrapolation"].new_runs == free["power_law"].new_runs
+    assert plan.seconds <= room and plan.held
+    reasons = plan.over_budget()
+    assert set(reasons) == {name for name, cost in held.items() if cost.over_budget}
+    assert reasons["power_law"].startswith("inconclusive at this budget: power_law's runs are predicted at ")
+    assert "over budget (" in plan.table() and "within --scaling-budget of " in plan.table()
+
+
+def test_a_suite_held_to_its_budget_skips_what_does_not_fit(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=textwrap.dedent("""
+        from pytest_scaling import ScalingSuite, families
+
+
+        class TestGPT(ScalingSuite):
+            family = families.reference_gpt()
+    """))
+    # the LR-range step alone is predicted over a second: every property that trains is left out
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--scaling-tier", "smoke", "--scaling-no-cache",
+                                          "--scaling-budget", "1", "-k", "test_coord_check or test_weight_decay", "-rs", "-v")
+    result.assert_outcomes(passed=1, skipped=1, deselected=len(suite_properties()) - 2)  # weight decay trains nothing
+    result.stdout.fnmatch_lines(["*inconclusive at this budget: coord_check's runs are predicted at *--scaling-budget*"])
+
+
+def test_the_reports_state_each_plan_in_a_line() -> None:
+    from pytest_scaling.report import html, markdown
+
+    plan = {"suite": "TestSuite", **cpu_plan().to_dict()}
+    report = {"environment": {"tier": "cpu", "device": "cpu", "plans": [plan]}, "records": []}
+    line = f"plan for reference-gpt (TestSuite): {plan['runs']} runs, predicted "
+    assert f"- {line}" in markdown.render(report) and "of the cpu tier's 10m 00s" in markdown.render(report)
+    assert line in html.render(report)
