@@ -54,10 +54,6 @@ class SweepRequest:
         return scaling.sweep(self.family, widths=self.widths, lrs=self.lrs, seeds=self.seeds, config=self.config,
                              stacking=self.stacking)
 
-    @property
-    def runs(self) -> int:
-        return len(self.widths) * len(self.lrs) * len(self.seeds)
-
 
 @dataclass
 class SweepStats:

@@ -2,13 +2,12 @@
 
 A tier holds what its properties share: the device kind, the default seed count, its LR-range step (which places
 every relative grid on the family). Each property's grid and threshold in each tier live in the property's own module
-(``Property.grids``; docs/design.md, "The property model"); ``Tier.grid`` looks one up.
+(``Property.grids``, looked up with ``Property.grid_in``; docs/design.md, "The property model").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,10 +27,6 @@ from .grids import (  # noqa: F401
     TransferGrid,
 )
 
-if TYPE_CHECKING:
-    from .property import Property
-
-
 @dataclass(frozen=True)
 class Tier:
     """One tier: its name, the device kind it needs ("cpu" or "cuda"), its default seed count, what it is for, its
@@ -43,10 +38,6 @@ class Tier:
     description: str
     lr_range: LRRangeGrid
     budget_s: float
-
-    def grid(self, prop: Property) -> Any:
-        """The grid ``prop`` runs on in this tier; None where the tier does not assert it."""
-        return prop.grid_in(self)
 
 
 TIERS: dict[str, Tier] = {
