@@ -88,7 +88,17 @@ def check_family(family: ModelFamily) -> None:
     require_family(family)
     if family in _FITTING:
         return
-    width, task, call = family.base_width, family.task, f"build({family.base_width})"
+    problem = misfit_at(family, family.base_width)
+    if problem is not None:
+        raise FamilyError(problem)
+    _FITTING.add(family)
+
+
+def misfit_at(family: ModelFamily, width: int) -> str | None:
+    """Why ``family`` built at ``width`` as training builds it does not map a task batch to finite float logits of the
+    targets' shape plus ``task.n_outputs``, in one line; None when it does (an error building it propagates).
+    Deterministic; leaves the RNG as it was."""
+    task, call = family.task, f"build({width})"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_CONTRACT_SEED)
         model, _ = family.instantiate(width, seed=_CONTRACT_SEED)
@@ -98,11 +108,9 @@ def check_family(family: ModelFamily) -> None:
             with torch.no_grad():
                 output = model(x)
         except Exception as exc:  # noqa: BLE001 - any failure of the forward pass is the family's misfit
-            raise FamilyError(f"{prefix}{call}(x) raised {first_line(exc)}") from None
+            return f"{prefix}{call}(x) raised {first_line(exc)}"
         problem = _misfit(output, (*y.shape, task.n_outputs), call)
-    if problem is not None:
-        raise FamilyError(prefix + problem)
-    _FITTING.add(family)
+    return None if problem is None else prefix + problem
 
 
 def check_widths_build(family: ModelFamily, widths: tuple[int, ...]) -> None:

@@ -22,6 +22,7 @@ from tabulate import tabulate
 from .family import ModelFamily
 from .grids import LRRangeGrid, log10_grid
 from .members import unstackable_reason
+from .placement import range_step, unit_width
 from .property import Property
 from .report.table import duration
 from .session import first_seeds
@@ -43,7 +44,7 @@ class PlanningSession:
     def __init__(self, tier: Any, seeds: Sequence[int]) -> None:
         self.tier, self.seeds = tier, list(seeds)
 
-    def lr_bracket(self, family: ModelFamily) -> Any:
+    def lr_bracket(self, family: ModelFamily, width: int | None = None) -> Any:
         return _UnitAnchor()
 
     def first_seeds(self, n: int | None) -> list[int]:
@@ -134,18 +135,8 @@ def _span(values: Iterable[int]) -> str:
 def time_run(device: torch.device) -> Timer:
     """A timer that prices runs as a sweep trains them (``stacking.plan_width``'s bill over two candidates): one by
     one, or stacked ``min(runs, STACK_PROBE)`` at a time where the family stacks and the runs are longer than the
-    planner's probe; each candidate measured once per family, width, batch size and stack size (``time_steps``: a
-    few steps of the real training loop)."""
-    measured: dict[tuple[str, int, int, int], tuple[float, float]] = {}
-
-    def timed(family: ModelFamily, width: int, config: TrainConfig, size: int) -> tuple[float, float]:
-        key = (family.name, width, config.batch_size, size)
-        if key not in measured:
-            members = [(1e-3, seed) for seed in range(size)]
-            if not measured:  # the process's first run pays torch's one-time start-up (1.3 s here), no run after it
-                time_steps(family, width, members[:1], config, device)
-            measured[key] = time_steps(family, width, members, config, device)
-        return measured[key]
+    planner's probe; each candidate timed by ``time_steps`` (a few steps of the real training loop, measured once per
+    process, so the sweeps reuse them)."""
 
     def timer(family: ModelFamily, width: int, config: TrainConfig, runs: int, stacking: str) -> float:
         sizes = [1]
@@ -155,20 +146,20 @@ def time_run(device: torch.device) -> Timer:
             sizes.append(stack)
         bills = []
         for size in sizes:
-            setup, per_step = timed(family, width, config, size)
+            setup, per_step = time_steps(family, width, [(1e-3, seed) for seed in range(size)], config, device)
             bills.append(-(-runs // size) * (setup + config.steps * per_step))
         return min(bills)
 
     return timer
 
 
-def lr_range_request(family: ModelFamily, grid: LRRangeGrid) -> SweepRequest:
-    """The LR-range step's runs when its coarse scan needs no widening: one LR a decade, then ``per_decade`` a decade
-    within a decade of the best (taken in the middle of the scan), at the base width on the first seed."""
+def lr_range_request(family: ModelFamily, grid: LRRangeGrid, widths: tuple[int, ...]) -> SweepRequest:
+    """The LR-range steps' runs when their coarse scan needs no widening: one LR a decade, then ``per_decade`` a decade
+    within a decade of the best (taken in the middle of the scan), at each of ``widths`` on the first seed."""
     coarse = log10_grid(grid.lo, grid.hi, 1)
     centre = round((grid.lo + grid.hi) / 2)
     fine = log10_grid(centre - 1, centre + 1, grid.per_decade)
-    return SweepRequest(family, (family.base_width,), tuple(sorted(set(coarse) | set(fine))), (0,),
+    return SweepRequest(family, widths, tuple(sorted(set(coarse) | set(fine))), (0,),
                         TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
 
 
@@ -180,7 +171,8 @@ def plan_suite(family: ModelFamily, tier: Any, seeds: Sequence[int], properties:
     runs are not counted as trained (a later property that shares them pays for them)."""
     session = PlanningSession(tier, seeds)
     seen: set[tuple[Any, ...]] = set()
-    costs = [_price("LR-range step", [lr_range_request(family, tier.lr_range)], seen, timer)]
+    anchored = tuple(sorted({family.base_width, unit_width(family, tier.unit_floors)}))  # placement.place's two
+    costs = [_price("LR-range step", [lr_range_request(family, range_step(family, tier), anchored)], seen, timer)]
     spent = costs[0].seconds
     for prop in properties:
         note = _not_run(prop, family, tier, skip)

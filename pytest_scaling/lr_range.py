@@ -60,12 +60,13 @@ def snap(lr: float) -> float:
 SPIKE = 2.0
 
 
-def _sweep_curve(scaling: Any, family: ModelFamily, lrs: tuple[float, ...], config: TrainConfig) -> tuple[np.ndarray, float]:
-    """Final losses at ``lrs`` (base width, the session's first seed; +inf for a run that spiked past ``SPIKE`` times
+def _sweep_curve(scaling: Any, family: ModelFamily, width: int, lrs: tuple[float, ...],
+                 config: TrainConfig) -> tuple[np.ndarray, float]:
+    """Final losses at ``lrs`` (at ``width``, the session's first seed; +inf for a run that spiked past ``SPIKE`` times
     its initial loss) and the initial loss."""
-    result = scaling.sweep(family, widths=(family.base_width,), lrs=lrs, seeds=scaling.seeds[:1], config=config)
+    result = scaling.sweep(family, widths=(width,), lrs=lrs, seeds=scaling.seeds[:1], config=config)
     initial = float(result.initial_losses()[0, 0])
-    spiked = [max(result.run(family.base_width, lr, scaling.seeds[0]).losses) > SPIKE * initial for lr in lrs]
+    spiked = [max(result.run(width, lr, scaling.seeds[0]).losses) > SPIKE * initial for lr in lrs]
     return np.where(spiked, np.inf, result.loss_table()[0, :, 0]), initial
 
 
@@ -74,8 +75,9 @@ def _best(losses: np.ndarray, initial: float) -> int:
     return int(np.argmin(np.where(np.isfinite(losses) & (losses < initial), losses, initial)))
 
 
-def measure(scaling: Any, family: ModelFamily, grid: LRRangeGrid) -> LRBracket:
-    """Run the range step on ``family`` through ``scaling``'s sweep (cached like every run) and find its anchor.
+def measure(scaling: Any, family: ModelFamily, grid: LRRangeGrid, width: int) -> LRBracket:
+    """Run the range step on ``family`` at ``width`` (where the grids it anchors are placed: ``placement.place``)
+    through ``scaling``'s sweep (cached like every run) and find its anchor.
 
     A coarse scan, one LR a decade over 10^lo..10^hi, widened a decade at a time while its best LR is at an edge (the
     top edge only while it still trains); then ``per_decade`` LRs a decade within a decade of the best, whose vertex
@@ -86,7 +88,7 @@ def measure(scaling: Any, family: ModelFamily, grid: LRRangeGrid) -> LRBracket:
     config = TrainConfig(steps=grid.steps, batch_size=grid.batch_size)
     while True:
         coarse = log10_grid(lo, hi, 1)
-        losses, initial = _sweep_curve(scaling, family, coarse, config)
+        losses, initial = _sweep_curve(scaling, family, width, coarse, config)
         best, trains = _best(losses, initial), np.isfinite(losses) & (losses < initial)
         if best == 0 and widened < 2 * grid.max_widen and lo - 1 >= MIN_LOG10:
             lo, widened = lo - 1, widened + 1
@@ -97,7 +99,7 @@ def measure(scaling: Any, family: ModelFamily, grid: LRRangeGrid) -> LRBracket:
     centre = math.log10(coarse[best])
     fine = log10_grid(max(lo, centre - 1), min(hi, centre + 1), grid.per_decade)
     lrs = tuple(sorted(set(coarse) | set(fine)))
-    losses, initial = _sweep_curve(scaling, family, lrs, config)
+    losses, initial = _sweep_curve(scaling, family, width, lrs, config)
     best, stable = _best(losses, initial), np.isfinite(losses) & (losses < initial)
     note = ""
     if not stable.any():
@@ -108,5 +110,5 @@ def measure(scaling: Any, family: ModelFamily, grid: LRRangeGrid) -> LRBracket:
     optimum = metrics.optimal_lr([lrs[i] for i in near], losses[near], initial_loss=initial)
     anchor = snap(optimum.lr if optimum.lr is not None else lrs[best])
     top = max((lr for lr, ok in zip(lrs, stable) if ok), default=None)
-    return LRBracket(family=family.name, width=family.base_width, lrs=frozen(lrs), losses=frozen(losses),
+    return LRBracket(family=family.name, width=width, lrs=frozen(lrs), losses=frozen(losses),
                      initial_loss=initial, anchor=anchor, top_stable=top, widened=widened, note=note)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -19,12 +20,23 @@ from .report.table import duration
 
 @dataclass
 class RunTally:
-    """The whole run's runs against its plans (``cost.plan_suite``): how many the plans count, how many are done
-    (trained or read from the cache), since when."""
+    """The whole run's runs against its plans (``cost.plan_suite``): how many the plans count, how many distinct runs
+    are done (trained, or read from the cache by their keys: a run that two properties share counts once, as the
+    plan counts it), since when."""
 
     planned: int = 0
     done: int = 0
     started: float = field(default_factory=time.monotonic)
+    _keys: set[str] = field(default_factory=set, repr=False)
+
+    def count(self, n: int, keys: Collection[str] | None = None) -> None:
+        """``n`` runs done; with their cache ``keys``, only those not counted before."""
+        if keys is None:
+            self.done += n
+        else:
+            fresh = set(keys) - self._keys
+            self._keys |= fresh
+            self.done += len(fresh)
 
     def line(self) -> str:
         """"; run 120/292 planned runs, 3m 10s, ETA 4m 20s" (at the pace so far), or "" with no plan."""
@@ -62,15 +74,16 @@ class Progress:
         run = self.tally.line() if self.tally is not None else ""
         return f"[pytest-scaling] {self.label}: {self.done}/{self.total} runs{where}, {elapsed:.0f}s{eta_text}{run}"
 
-    def read_back(self, n: int) -> None:
-        """``n`` runs of the sweep came from the cache: done for the whole run, nothing to draw."""
+    def read_back(self, keys: Collection[str]) -> None:
+        """The runs of these cache ``keys`` came from the cache: done for the whole run, nothing to draw."""
         if self.tally is not None:
-            self.tally.done += n
+            self.tally.count(len(keys), keys)
 
-    def advance(self, n: int, width: int | None = None) -> None:
+    def advance(self, n: int, width: int | None = None, keys: Collection[str] | None = None) -> None:
+        """``n`` runs trained (``keys``: their cache keys, where the sweep has a cache)."""
         self.done += n
         if self.tally is not None:
-            self.tally.done += n
+            self.tally.count(n, keys)
         now = time.monotonic()
         if not self.enabled or now - self._start < self.delay:
             return

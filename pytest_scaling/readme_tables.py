@@ -49,7 +49,7 @@ def _exponent(octaves: float) -> str:
 
 def _widths(widths: Any) -> str:
     if isinstance(widths, RelativeWidths):
-        return "base×" + ", ".join(_number(m) for m in widths.multipliers)
+        return "unit×" + ", ".join(_number(m) for m in widths.multipliers)
     return "widths " + ", ".join(str(w) for w in widths) if widths else "the family's widths"
 
 

@@ -52,17 +52,20 @@ class ScalingSession:
     _private_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _brackets: dict[Any, LRBracket] = field(default_factory=dict, init=False, repr=False)
 
-    def lr_bracket(self, family: ModelFamily) -> LRBracket:
-        """The family's LR-range step in this tier (``pytest_scaling.lr_range``), measured once per session and family."""
+    def lr_bracket(self, family: ModelFamily, width: int | None = None) -> LRBracket:
+        """The family's LR-range step in this tier at ``width`` (None: its base width; ``pytest_scaling.lr_range``),
+        measured once per session, family and width."""
         from pytest_scaling.fingerprint import FingerprintError
         from pytest_scaling.lr_range import measure
+        from pytest_scaling.placement import range_step
 
+        width = family.base_width if width is None else width
         try:
-            key: Any = (family.name, family.fingerprint())
+            key: Any = (family.name, family.fingerprint(), width)
         except FingerprintError:
-            key = family  # not cacheable: measured once per family object (families hash by identity)
+            key = (family, width)  # not cacheable: measured once per family object (families hash by identity)
         if key not in self._brackets:
-            self._brackets[key] = measure(self, family, self.tier.lr_range)
+            self._brackets[key] = measure(self, family, range_step(family, self.tier), width)
         return self._brackets[key]
 
     def first_seeds(self, n: int | None) -> list[int]:

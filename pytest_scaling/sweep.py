@@ -288,7 +288,7 @@ def sweep(
             todo.setdefault(w, []).append((lr, s))
     progress = progress or Progress(total=0)
     progress.start(total=sum(len(v) for v in todo.values()), label=family.name)
-    progress.read_back(stats.cached)
+    progress.read_back([keys[rid] for rid in runs] if keys is not None else [])
 
     def finished(width: int, chunk: list[RunResult], chunk_size: int) -> None:
         new = {(width, r.lr, r.seed): r for r in chunk}
@@ -297,7 +297,7 @@ def sweep(
             cache.put_many({keys[rid]: r.to_dict() for rid, r in new.items()})
         stats.trained += len(chunk)
         stats.chunk_size[width] = chunk_size
-        progress.advance(len(chunk), width)
+        progress.advance(len(chunk), width, [keys[rid] for rid in new] if keys is not None else None)
 
     if executor == "local":
         for width, members in todo.items():

@@ -33,7 +33,7 @@ def test_a_grid_is_summarised_from_its_own_fields() -> None:
                                                                           1.6609640474436813),
                          steps=250, batch_size=32, warmup=25, probe_every=25, max_sensitivity=0.1,
                          attention_logit_cap=1e3, log_z_cap=20.0, seeds=1)
-    assert readme_tables.grid_summary(grid) == "base×1, 2, anchor × 10^-1..10^1, 250 steps, 1 seed"
+    assert readme_tables.grid_summary(grid) == "unit×1, 2, anchor × 10^-1..10^1, 250 steps, 1 seed"
     absolute = StabilityGrid(widths=(64, 128), lrs=(0.01, 0.1), steps=10, batch_size=8, warmup=1, probe_every=5,
                              max_sensitivity=0.1, attention_logit_cap=1e3, log_z_cap=20.0)
     assert readme_tables.grid_summary(absolute) == "widths 64, 128, LRs 0.01, 0.1, 10 steps"

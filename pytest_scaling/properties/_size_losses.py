@@ -6,6 +6,11 @@ N is the number of non-input parameters (Kaplan et al.'s non-embedding count: ev
 (Metz: judge a scaling law on its best case), ``"tuned_at_smallest"`` keeps the LR tuned at the narrowest width — the
 habit that makes an SP model's curve look fine on small sizes and mislead at the large one. Diverged runs count as the
 initial loss.
+
+``"per_width"`` does not train the whole LR grid at every width: it starts each width at the grid's three LRs around
+the anchor and adds the next LR outward while the best seed mean sits at an edge of those trained (``next_lrs``), so
+it ends at a minimum with both flanks trained, which on a curve with one minimum is the whole grid's (docs/design.md,
+"Cost").
 """
 
 from __future__ import annotations
@@ -59,36 +64,80 @@ def non_input_parameters(family: ModelFamily, width: int) -> int:
     return sum(p.numel() for name, p in family.build(width).named_parameters() if roles[name].role != "input")
 
 
-def _request(scaling: Any, family: ModelFamily, grid: PowerLawGrid) -> SweepRequest:
-    """The runs of a placed power-law grid: constant-LR Adam."""
-    return SweepRequest(family, tuple(grid.widths or family.widths), tuple(grid.lrs), tuple(scaling.first_seeds(grid.seeds)),
+def _request(scaling: Any, family: ModelFamily, grid: PowerLawGrid, widths: tuple[int, ...],
+             lrs: tuple[float, ...]) -> SweepRequest:
+    """Runs of a placed power-law grid at ``widths`` x ``lrs``: constant-LR Adam."""
+    return SweepRequest(family, widths, lrs, tuple(scaling.first_seeds(grid.seeds)),
                         TrainConfig(steps=grid.steps, batch_size=grid.batch_size))
 
 
-def size_sweeps(scaling: Any, family: ModelFamily, grid: PowerLawGrid) -> list[SweepRequest]:
-    """What a power-law grid asks for on ``family`` (the cost plan's view of ``size_losses``)."""
-    return [_request(scaling, family, place(scaling, family, grid)[0])]
+def _start(lrs: RelativeLRs | tuple[float, ...]) -> list[int]:
+    """The grid indices a per-width search starts from: the anchor's (the middle of an absolute grid) and one a side."""
+    count = len(lrs) if isinstance(lrs, tuple) else int(round((lrs.hi - lrs.lo) / lrs.step)) + 1
+    centre = count // 2 if isinstance(lrs, tuple) else min(max(int(round(-lrs.lo / lrs.step)), 0), count - 1)
+    return [i for i in (centre - 1, centre, centre + 1) if 0 <= i < count]
+
+
+def next_lrs(losses: dict[int, float], count: int) -> list[int]:
+    """The grid indices to train next at one width, from the seed-mean ``losses`` trained so far (index → loss) on a
+    grid of ``count`` LRs: the next one outward where the best is at the lowest or highest trained index; none once
+    it has a trained neighbour on each side (or is the grid's end)."""
+    best = min(losses, key=lambda i: (losses[i], i))
+    low, high = min(losses), max(losses)
+    return [i for i, edge in ((best - 1, best == low), (best + 1, best == high)) if edge and 0 <= i < count]
+
+
+def size_sweeps(scaling: Any, family: ModelFamily, grid: PowerLawGrid, lr_policy: LRPolicy = "per_width") -> list[SweepRequest]:
+    """What a power-law grid asks for on ``family`` before any result is in (the cost plan's view of ``size_losses``):
+    the whole grid, or under ``"per_width"`` its search's first round, which on a clean family's curve is most of it."""
+    first = _start(grid.lrs) if lr_policy == "per_width" else None
+    grid = place(scaling, family, grid)[0]
+    lrs = tuple(grid.lrs) if first is None else tuple(grid.lrs[i] for i in first)
+    return [_request(scaling, family, grid, tuple(grid.widths or family.widths), lrs)]
 
 
 def size_losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid, lr_policy: LRPolicy = "per_width") -> SizeLosses:
     """Sweep the grid (placed on ``family``) and reduce it to one loss per size at the LR ``lr_policy`` picks."""
     if lr_policy not in LR_POLICIES:
         raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}, got {lr_policy!r}")
+    start = _start(grid.lrs) if lr_policy == "per_width" else None
     grid, placed = place(scaling, family, grid)
-    result = _request(scaling, family, grid).run(scaling)
-    table = result.loss_table()  # [width, lr, seed]
-    initial = result.initial_losses()[:, None, :]
-    table = np.where(np.isfinite(table) & (table <= initial), table, initial)
+    widths, lrs = tuple(grid.widths or family.widths), tuple(grid.lrs)
+    table, recipe = _losses(scaling, family, grid, widths, lrs, start)
     mean = table.mean(axis=-1)
-    if lr_policy == "per_width":
-        best = np.argmin(mean, axis=1)
-    else:
-        best = np.full(len(result.widths), int(np.argmin(mean[0])))
-    rows = np.arange(len(result.widths))
-    return SizeLosses(widths=result.widths, sizes=np.array([non_input_parameters(family, w) for w in result.widths], float),
-                      lrs=np.array(result.lrs)[best], per_seed=table[rows, best], mean=mean[rows, best], std=table[rows, best].std(axis=-1, ddof=1)
+    mean = np.where(np.isnan(mean), np.inf, mean)  # an LR the search did not train
+    best = np.argmin(mean, axis=1) if lr_policy == "per_width" else np.full(len(widths), int(np.argmin(mean[0])))
+    rows = np.arange(len(widths))
+    trained = {str(w): [lrs[i] for i in np.flatnonzero(np.isfinite(mean[row]))] for row, w in enumerate(widths)}
+    return SizeLosses(widths=widths, sizes=np.array([non_input_parameters(family, w) for w in widths], float),
+                      lrs=np.array(lrs)[best], per_seed=table[rows, best], mean=mean[rows, best], std=table[rows, best].std(axis=-1, ddof=1)
                       if table.shape[-1] > 1 else np.full(len(rows), np.nan), n_seeds=table.shape[-1], lr_policy=lr_policy,
-                      placed={**placed, "recipe": result.recipe})
+                      placed={**placed, "recipe": recipe, "lrs_trained": trained})
+
+
+def _losses(scaling: Any, family: ModelFamily, grid: PowerLawGrid, widths: tuple[int, ...], lrs: tuple[float, ...],
+            start: list[int] | None) -> tuple[np.ndarray, list[str]]:
+    """Final losses [width, lr, seed] (a diverged run, or one that ended above its initial loss, counted as that; NaN
+    where not trained) and the runs' recipe: the whole grid (``start`` None), or each width searched from ``start``."""
+    table = np.full((len(widths), len(lrs), len(scaling.first_seeds(grid.seeds))), np.nan)
+    todo = {w: list(range(len(lrs))) if start is None else start for w in widths}
+    recipe: list[str] = []
+    while todo:
+        rounds: dict[tuple[int, ...], tuple[int, ...]] = {}  # LR indices -> the widths that train them next
+        for w, indices in todo.items():
+            rounds[tuple(indices)] = rounds.get(tuple(indices), ()) + (w,)
+        for indices, at in rounds.items():
+            result = _request(scaling, family, grid, at, tuple(lrs[i] for i in indices)).run(scaling)
+            recipe = recipe or result.recipe
+            losses, initial = result.loss_table(), result.initial_losses()[:, None, :]
+            table[np.ix_([widths.index(w) for w in at], indices)] = np.where(np.isfinite(losses) & (losses <= initial),
+                                                                            losses, initial)
+        if start is None:
+            break
+        mean = table.mean(axis=-1)
+        todo = {w: found for row, w in enumerate(widths)
+                if (found := next_lrs({i: mean[row, i] for i in np.flatnonzero(~np.isnan(mean[row]))}, len(lrs)))}
+    return table, recipe
 
 
 def standard_error(points: SizeLosses) -> np.ndarray | None:

@@ -49,6 +49,7 @@ PROPERTY = Property(
     "power_law", "the best-LR loss follows E + A·N^-α across widths", "higher",
     check=power_law, grids=POWER_LAW_GRIDS, sweeps=size_sweeps, figure=((_plot_power_law, ("sizes", "losses", "seed_std", "fit")),),
     interventions=LAW_FIXES, seed_spread_is_noise=False,
-    measures="the best-LR loss per width against N (non-input parameters), fitted as E + A·N^-α in log space",
+    measures="the best-LR loss per width (LRs searched outward from the anchor until the best has both flanks) against "
+             "N (non-input parameters), fitted as E + A·N^-α in log space",
     fails_when=lambda g: f"R² (log) < {g.min_r2:g} (recorded as 1 − R²)",
 )
