@@ -22,7 +22,7 @@ from tabulate import tabulate
 from .family import ModelFamily
 from .grids import LRRangeGrid, log10_grid
 from .members import unstackable_reason
-from .placement import range_step, unit_width
+from .placement import range_step
 from .property import Property
 from .report.table import duration
 from .session import first_seeds
@@ -43,8 +43,10 @@ class PlanningSession:
 
     def __init__(self, tier: Any, seeds: Sequence[int]) -> None:
         self.tier, self.seeds = tier, list(seeds)
+        self.anchored: dict[str, set[int]] = {}  # family name -> the widths its LR-range steps are asked for
 
     def lr_bracket(self, family: ModelFamily, width: int | None = None) -> Any:
+        self.anchored.setdefault(family.name, set()).add(family.base_width if width is None else width)
         return _UnitAnchor()
 
     def first_seeds(self, n: int | None) -> list[int]:
@@ -170,8 +172,11 @@ def plan_suite(family: ModelFamily, tier: Any, seeds: Sequence[int], properties:
     the suite's order, a property whose new runs do not fit after those before it is marked ``over_budget`` and its
     runs are not counted as trained (a later property that shares them pays for them)."""
     session = PlanningSession(tier, seeds)
+    for prop in properties:  # which widths the checks' LR-range steps will train at (placement.place)
+        if _not_run(prop, family, tier, skip) is None and prop.sweeps is not None:
+            prop.sweeps(session, family, grids.get(prop.name) or prop.grid_in(tier))
+    anchored = tuple(sorted(session.anchored.get(family.name, {family.base_width})))
     seen: set[tuple[Any, ...]] = set()
-    anchored = tuple(sorted({family.base_width, unit_width(family, tier.unit_floors)}))  # placement.place's two
     costs = [_price("LR-range step", [lr_range_request(family, range_step(family, tier), anchored)], seen, timer)]
     spent = costs[0].seconds
     for prop in properties:

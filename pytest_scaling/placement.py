@@ -25,36 +25,37 @@ from .roles import build_checked
 Grid = TypeVar("Grid")
 
 
-def unit_width(family: ModelFamily, floors: Mapping[str, int]) -> int:
-    """The width a tier places ``family``'s relative widths on: its base width, halved while the
-    half is a whole width of at least the floor for its task's input kind (``floors``; none named: the base width
-    itself) at which the family builds the same parameters and fits its task (``contract.misfit_at``).
+def unit_width(family: ModelFamily, floors: Mapping[str, int], multipliers: tuple[float, ...] = (1.0,)) -> int:
+    """The width a tier places ``family``'s relative widths (``multipliers`` of it) on: its base width, halved while
+    the half is a whole width of at least the floor for its task's input kind (``floors``; none named: the base width
+    itself) and the family builds the same parameters and fits its task (``contract.misfit_at``) at the half times
+    each multiplier.
 
     The tiers' relative grids were calibrated on families of that base width; a family written at a wider base (μP's
     base shapes say nothing of where to test it) would otherwise pay for its width in every grid, ~4× the compute
     per doubling, for the same ratios of width."""
     floor = floors.get(family.task.input_kind)
-    return _unit_width(family, floor) if floor else family.base_width
-
-
-@functools.lru_cache(maxsize=64)
-def _unit_width(family: ModelFamily, floor: int) -> int:
-    names = _parameter_names(family, family.base_width)
+    if not floor:
+        return family.base_width
     width = family.base_width
-    while width % 2 == 0 and width // 2 >= floor and _fits(family, width // 2, names):
+    while width % 2 == 0 and width // 2 >= floor and \
+            all(_fits(family, w) for w in RelativeWidths(tuple(multipliers)).at(width // 2)):
         width //= 2
     return width
 
 
+@functools.lru_cache(maxsize=256)
 def _parameter_names(family: ModelFamily, width: int) -> frozenset[str]:
     with torch.random.fork_rng(devices=[]):
         return frozenset(name for name, _ in build_checked(family.build, width).named_parameters())
 
 
-def _fits(family: ModelFamily, width: int, names: frozenset[str]) -> bool:
-    """Whether ``family`` builds ``names`` at ``width`` and fits its task there."""
+@functools.lru_cache(maxsize=256)
+def _fits(family: ModelFamily, width: int) -> bool:
+    """Whether ``family`` builds its base width's parameters at ``width`` and fits its task there."""
     try:
-        return _parameter_names(family, width) == names and misfit_at(family, width) is None
+        return _parameter_names(family, width) == _parameter_names(family, family.base_width) and \
+            misfit_at(family, width) is None
     except Exception:  # noqa: BLE001 - a width the model does not allow (heads not dividing it): not used
         return False
 
@@ -100,9 +101,10 @@ def place(scaling: Any, family: ModelFamily, grid: Grid, *, own_widths: bool = T
     changes: dict[str, Any] = {}
     placed: dict[str, Any] = {}
     relative_lrs = {name: getattr(grid, name) for name in ("lrs", "lr") if isinstance(getattr(grid, name, None), RelativeLRs)}
-    unit = unit_width(family, scaling.tier.unit_floors) if below_base else family.base_width
     anchor_width = family.base_width
     if isinstance(getattr(grid, "widths", None), RelativeWidths):
+        multipliers = grid.widths.multipliers
+        unit = unit_width(family, scaling.tier.unit_floors, multipliers) if below_base else family.base_width
         changes["widths"], placed["widths_from"] = _widths(family, grid.widths, own_widths, unit)
         if placed["widths_from"] == "tier":
             placed["unit_width"] = anchor_width = unit

@@ -144,3 +144,14 @@ def test_lrs_are_anchored_where_the_widths_are_placed() -> None:
     assert transfer[0].widths == (64, 128, 256) and session.widths == [64]
     law = PROPERTIES["power_law"].sweeps(session, family, PROPERTIES["power_law"].grid_in("cpu"))
     assert law[0].widths[0] == 16 and session.widths == [64, 32]
+
+
+def test_a_grid_whose_widths_the_model_does_not_allow_at_the_unit_stays_wider() -> None:
+    """Heads of a fixed size 16: width 24 (0.75 of 32, a power-law width) has 1.5 of them, so the power law is placed
+    on 64 (its 0.75 is 48) while a grid of whole multiples goes down to 32."""
+    family = families.gpt(base_width=64, widths=(), n_heads=None, head_dim=16,
+                          task=tasks.markov_language(vocab=64, seq_len=32))
+    assert unit_width(family, CPU.unit_floors, (1, 2, 4)) == 32
+    assert unit_width(family, CPU.unit_floors, (0.5, 0.75, 1, 1.5, 2, 3, 4)) == 64
+    law = PROPERTIES["power_law"].sweeps(PlanningSession(CPU, [0]), family, PROPERTIES["power_law"].grid_in("cpu"))
+    assert law[0].widths == (32, 48, 64, 96, 128, 192, 256)
