@@ -172,20 +172,19 @@ def plan_suite(family: ModelFamily, tier: Any, seeds: Sequence[int], properties:
     the suite's order, a property whose new runs do not fit after those before it is marked ``over_budget`` and its
     runs are not counted as trained (a later property that shares them pays for them)."""
     session = PlanningSession(tier, seeds)
-    for prop in properties:  # which widths the checks' LR-range steps will train at (placement.place)
-        if _not_run(prop, family, tier, skip) is None and prop.sweeps is not None:
-            prop.sweeps(session, family, grids.get(prop.name) or prop.grid_in(tier))
+    notes = {prop.name: _not_run(prop, family, tier, skip) for prop in properties}
+    asked = {prop.name: prop.sweeps(session, family, grids.get(prop.name) or prop.grid_in(tier))
+             for prop in properties if notes[prop.name] is None and prop.sweeps is not None}
+    # listing the sweeps placed them, which asked for the LR-range steps' widths (placement.place)
     anchored = tuple(sorted(session.anchored.get(family.name, {family.base_width})))
     seen: set[tuple[Any, ...]] = set()
     costs = [_price("LR-range step", [lr_range_request(family, range_step(family, tier), anchored)], seen, timer)]
     spent = costs[0].seconds
     for prop in properties:
-        note = _not_run(prop, family, tier, skip)
-        if note is not None:
-            costs.append(PropertyCost(prop.name, note=note))
+        if notes[prop.name] is not None:
+            costs.append(PropertyCost(prop.name, note=notes[prop.name]))
             continue
-        grid = grids.get(prop.name) or prop.grid_in(tier)
-        requests = prop.sweeps(session, family, grid) if prop.sweeps is not None else []
+        requests = asked.get(prop.name, [])
         if not requests:
             costs.append(PropertyCost(prop.name, note="trains nothing"))
             continue
